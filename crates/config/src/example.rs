@@ -1,0 +1,48 @@
+//! The commented example written by `modelgate init`.
+
+/// A commented example configuration; it parses as written.
+pub const EXAMPLE_CONFIG: &str = r#"# modelgate configuration. Every key below is optional; the values shown are the defaults
+# unless marked "example". Reference: docs/CONFIG.md.
+
+[server]
+listen = "127.0.0.1:8080"          # data path: HTTP/1.1 and h2c (TLS when [server.tls] is set)
+admin_listen = "127.0.0.1:8081"    # /healthz, /readyz, /metrics (keep it off the public network)
+data_dir = "./modelgate-data"      # created on start
+# public_url = "https://gateway.example.com"   # base of links the gateway hands out
+max_request_bytes = "16MiB"        # larger request bodies get 413
+max_upload_bytes = "64GiB"         # streamed uploads (files, Ollama blobs), relayed unbuffered
+max_header_bytes = "96KiB"         # request line + headers
+connect_timeout = "5s"             # TCP connect to an upstream (502 upstream_unavailable)
+first_byte_timeout = "5m"          # until the upstream's first response byte (504 upstream_timeout)
+idle_timeout = "2m"                # longest silence between two streamed chunks
+request_timeout = "1h"             # a whole exchange, start to last byte
+shutdown_grace = "30s"             # on SIGTERM/SIGINT, how long running streams may finish
+
+# [server.tls]                     # example: serve the data path over TLS (ALPN h2 + http/1.1)
+# cert_file = "/etc/modelgate/tls/cert.pem"
+# key_file = "/etc/modelgate/tls/key.pem"
+
+# Upstreams are tried in order: the first whose `models` globs match the request's model wins.
+# Model-less calls (files, batches, TGI /generate) go to the upstream whose `prefix` starts the
+# path (the prefix is removed), else to the one with `default = true`, else to one with "*".
+[[upstreams]]
+name = "ollama"
+url = "http://127.0.0.1:11434"
+flavor = "ollama"                  # openai | vllm | ollama | llamacpp | tgi | triton
+models = ["*"]
+default = true
+
+# [[upstreams]]                    # example: a vLLM server with an API key
+# name = "vllm-prod"
+# url = "http://10.0.0.5:8000"
+# flavor = "vllm"
+# models = ["llama-3-70b", "qwen*"]
+# api_key_env = "VLLM_API_KEY"     # or api_key_file = "/run/secrets/vllm"; never inline
+# stream_usage = true              # ask for usage on streams; the extra chunk is dropped if unasked
+
+# [[upstreams]]                    # example: Triton reached under a path prefix
+# name = "triton"
+# url = "http://10.0.0.7:8000"
+# flavor = "triton"
+# prefix = "/triton"
+"#;

@@ -1,0 +1,324 @@
+//! modelgate's configuration: the TOML schema of SPEC section 2, its embedded defaults, and pure
+//! validation. Parsing and validation do no I/O; resolving secrets (`*_env`, `*_file`) and binding
+//! sockets happen where the config is built into running parts (the gateway).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use protocols::Flavor;
+use serde::{Deserialize, Deserializer};
+
+mod example;
+mod units;
+
+pub use example::EXAMPLE_CONFIG;
+pub use units::{parse_duration, parse_size};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, data directory, limits and timeouts.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The model servers behind the gateway, in routing order.
+    #[serde(default = "default_upstreams")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[server]`: listeners, data directory, limits and timeouts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data-path listener (HTTP/1.1 and h2c; TLS when `[server.tls]` is set).
+    pub listen: SocketAddr,
+    /// Admin listener: `/healthz`, `/readyz`, `/metrics` and the admin API.
+    pub admin_listen: SocketAddr,
+    /// Where the gateway keeps its state; created on start.
+    pub data_dir: PathBuf,
+    /// Base URL under which callers reach this gateway (used for links in later features).
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes or with a unit ("16MiB"); more gives 413.
+    #[serde(deserialize_with = "de_size")]
+    pub max_request_bytes: u64,
+    /// Largest streamed upload (multipart files, Ollama blobs), which is relayed unbuffered.
+    #[serde(deserialize_with = "de_size")]
+    pub max_upload_bytes: u64,
+    /// Largest request head (request line and headers) read, in bytes or with a unit.
+    #[serde(deserialize_with = "de_size")]
+    pub max_header_bytes: u64,
+    /// Time allowed to open a TCP connection to an upstream.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Time allowed from forwarding a request to the upstream's first response byte.
+    #[serde(deserialize_with = "de_duration")]
+    pub first_byte_timeout: Duration,
+    /// Longest silence allowed between two chunks of a streamed response.
+    #[serde(deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Longest a whole exchange may take, first request byte to last response byte.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long running exchanges may continue before they are cut.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_grace: Duration,
+    /// TLS on the data listener.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: certificate chain and private key, PEM.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// One `[[upstreams]]` entry: a model server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name, used in metrics, logs and audit events.
+    pub name: String,
+    /// Base URL, `http://` or `https://`, optionally with a path prefix.
+    pub url: String,
+    /// Wire flavor: openai | vllm | ollama | llamacpp | tgi | triton.
+    #[serde(deserialize_with = "de_flavor")]
+    pub flavor: Flavor,
+    /// Model name globs (`*`, `?`) this upstream serves; `*` also matches model-less calls.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Requests whose path starts with this prefix go here, with the prefix removed.
+    pub prefix: Option<String>,
+    /// Takes model-less calls that no prefix claims.
+    #[serde(default)]
+    pub default: bool,
+    /// Environment variable holding the upstream's API key, sent as a bearer token.
+    pub api_key_env: Option<String>,
+    /// File holding the upstream's API key, sent as a bearer token.
+    pub api_key_file: Option<PathBuf>,
+    /// For streamed OpenAI-style calls, ask the upstream for usage figures
+    /// (`stream_options.include_usage`) and drop the extra chunk if the caller did not ask.
+    #[serde(default = "yes")]
+    pub stream_usage: bool,
+}
+
+/// A configuration problem, naming the key's path.
+#[derive(Debug, thiserror::Error)]
+#[error("config error at `{path}`: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key, e.g. `upstreams[1].flavor`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { path: path.into(), message: message.into() }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            data_dir: PathBuf::from("./modelgate-data"),
+            public_url: None,
+            max_request_bytes: 16 * 1024 * 1024,
+            max_upload_bytes: 64 * 1024 * 1024 * 1024,
+            max_header_bytes: 96 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { server: ServerConfig::default(), upstreams: default_upstreams() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The embedded default upstream: a local Ollama.
+fn default_upstreams() -> Vec<UpstreamConfig> {
+    vec![UpstreamConfig {
+        name: "ollama".into(),
+        url: "http://127.0.0.1:11434".into(),
+        flavor: Flavor::Ollama,
+        models: vec!["*".into()],
+        prefix: None,
+        default: true,
+        api_key_env: None,
+        api_key_file: None,
+        stream_usage: true,
+    }]
+}
+
+impl Config {
+    /// Parses and validates TOML text. Pure: no file or network access.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::new("", e.to_string().trim_end()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::new(path, inner.message().trim_end())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot: uniqueness, URL shapes, consistent routing keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_request_bytes == 0 {
+            return Err(ConfigError::new("server.max_request_bytes", "must be greater than 0"));
+        }
+        if s.max_header_bytes < 8192 {
+            return Err(ConfigError::new("server.max_header_bytes", "must be at least 8KiB"));
+        }
+        for (key, d) in [
+            ("server.connect_timeout", s.connect_timeout),
+            ("server.first_byte_timeout", s.first_byte_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+            ("server.request_timeout", s.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+        }
+        if let Some(url) = &s.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new("server.public_url", "must start with http:// or https://"));
+        }
+        if self.upstreams.is_empty() {
+            return Err(ConfigError::new("upstreams", "at least one upstream is required"));
+        }
+        let mut defaults = 0;
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let at = |key: &str| format!("upstreams[{i}].{key}");
+            if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    "must be non-empty and use only letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if self.upstreams[..i].iter().any(|o| o.name == u.name) {
+                return Err(ConfigError::new(at("name"), format!("duplicate upstream name \"{}\"", u.name)));
+            }
+            parse_upstream_url(&u.url).map_err(|m| ConfigError::new(at("url"), m))?;
+            for (j, m) in u.models.iter().enumerate() {
+                if m.is_empty() {
+                    return Err(ConfigError::new(format!("upstreams[{i}].models[{j}]"), "must not be empty"));
+                }
+            }
+            if let Some(p) = &u.prefix {
+                if !p.starts_with('/') || p.len() < 2 || p.ends_with('/') {
+                    return Err(ConfigError::new(at("prefix"), "must start with '/', and not end with '/'"));
+                }
+                if self.upstreams[..i].iter().any(|o| o.prefix.as_deref() == Some(p)) {
+                    return Err(ConfigError::new(at("prefix"), format!("prefix \"{p}\" is used by another upstream")));
+                }
+            }
+            if u.default {
+                defaults += 1;
+                if defaults > 1 {
+                    return Err(ConfigError::new(at("default"), "only one upstream may be the default"));
+                }
+            }
+            if u.api_key_env.is_some() && u.api_key_file.is_some() {
+                return Err(ConfigError::new(at("api_key_file"), "set api_key_env or api_key_file, not both"));
+            }
+            if u.models.is_empty() && u.prefix.is_none() && !u.default {
+                return Err(ConfigError::new(
+                    at("models"),
+                    "an upstream needs models, a prefix or default = true to receive traffic",
+                ));
+            }
+        }
+        if let Some(tls) = &s.tls {
+            if tls.cert_file.as_os_str().is_empty() {
+                return Err(ConfigError::new("server.tls.cert_file", "must not be empty"));
+            }
+            if tls.key_file.as_os_str().is_empty() {
+                return Err(ConfigError::new("server.tls.key_file", "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upstream base URL split into its parts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// `host[:port]` as written.
+    pub authority: String,
+    /// Path prefix without a trailing slash ("" when none).
+    pub base_path: String,
+}
+
+/// Parses an upstream URL (`http(s)://host[:port][/base]`), without query or fragment.
+pub fn parse_upstream_url(url: &str) -> Result<UpstreamUrl, String> {
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+        ("http", r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        ("https", r)
+    } else {
+        return Err(format!("\"{url}\" must start with http:// or https://"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') || authority.contains(|c: char| c.is_whitespace()) {
+        return Err(format!("\"{url}\" needs a host (and no user info)"));
+    }
+    if path.contains('?') || path.contains('#') {
+        return Err(format!("\"{url}\" must not have a query or fragment"));
+    }
+    Ok(UpstreamUrl { scheme, authority: authority.to_string(), base_path: path.trim_end_matches('/').to_string() })
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_flavor<'de, D: Deserializer<'de>>(d: D) -> Result<Flavor, D::Error> {
+    let s = String::deserialize(d)?;
+    Flavor::from_name(&s).ok_or_else(|| {
+        let names: Vec<&str> = Flavor::ALL.iter().map(|f| f.name()).collect();
+        serde::de::Error::custom(format!("unknown flavor \"{s}\", expected one of {}", names.join(", ")))
+    })
+}
+
+#[cfg(test)]
+mod tests;

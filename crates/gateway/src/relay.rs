@@ -1,0 +1,328 @@
+//! The streaming relay: the upstream's response body, forwarded frame by frame as it arrives.
+//!
+//! Architecture invariant: nothing here waits for more than the frame in hand. A data frame is
+//! handed to the caller as soon as the upstream's arrives; only the usage observer may hold back a
+//! partial SSE event, and only when it must drop the usage chunk the gateway asked for.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use protocols::{Framing, ResponseObserver, Usage};
+use tokio::time::{Sleep, sleep_until};
+
+use crate::error::GatewayError;
+use crate::metrics::{ExchangeLabels, Metrics};
+
+/// How an exchange ended (SPEC section 4, `end`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The whole response reached the caller.
+    Completed,
+    /// The caller went away first.
+    ClientDisconnected,
+    /// The upstream failed mid-response.
+    UpstreamError,
+    /// A timeout cut the response.
+    Timeout,
+}
+
+impl End {
+    /// The SPEC name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::Completed => "completed",
+            End::ClientDisconnected => "client_disconnected",
+            End::UpstreamError => "upstream_error",
+            End::Timeout => "timeout",
+        }
+    }
+}
+
+/// What the relay learned about an exchange by the time it ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How it ended.
+    pub end: End,
+    /// Response body bytes sent to the caller.
+    pub bytes_out: u64,
+    /// Usage figures, when the flavor reports them.
+    pub usage: Usage,
+    /// Time from the request's arrival to the first body byte to the caller.
+    pub ttft: Option<Duration>,
+    /// Whole exchange duration.
+    pub duration: Duration,
+}
+
+/// Runs once when an exchange's response is over, however it ended (side effects outlive the
+/// client: a dropped body still reports `client_disconnected`).
+pub(crate) struct Finisher {
+    metrics: Arc<Metrics>,
+    labels: ExchangeLabels,
+    start: Instant,
+    request_id: Arc<str>,
+    done: bool,
+}
+
+impl Finisher {
+    pub(crate) fn new(metrics: Arc<Metrics>, labels: ExchangeLabels, start: Instant, request_id: Arc<str>) -> Self {
+        metrics.open_streams(&labels.upstream, 1);
+        Finisher { metrics, labels, start, request_id, done: false }
+    }
+
+    fn finish(&mut self, end: End, bytes_out: u64, usage: Usage, ttft: Option<Duration>, error: Option<&'static str>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let m = &self.metrics;
+        m.open_streams(&self.labels.upstream, -1);
+        let duration = self.start.elapsed();
+        m.duration(&self.labels, duration);
+        m.tokens(&self.labels, usage.input_tokens, usage.output_tokens);
+        if let Some(code) = error {
+            m.error(&self.labels.upstream, &self.labels.model, self.labels.action, code);
+        }
+        let outcome = Outcome { end, bytes_out, usage, ttft, duration };
+        tracing::debug!(
+            request_id = &*self.request_id,
+            upstream = &*self.labels.upstream.0,
+            action = self.labels.action,
+            status = self.labels.status,
+            end = outcome.end.as_str(),
+            bytes_out = outcome.bytes_out,
+            input_tokens = outcome.usage.input_tokens,
+            output_tokens = outcome.usage.output_tokens,
+            ttft_ms = outcome.ttft.map(|d| d.as_millis() as u64),
+            duration_ms = outcome.duration.as_millis() as u64,
+            "exchange finished"
+        );
+    }
+}
+
+impl Drop for Finisher {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(End::ClientDisconnected, 0, Usage::default(), None, Some("client_disconnected"));
+        }
+    }
+}
+
+/// How a response is relayed.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayOptions {
+    /// Longest silence between two frames.
+    pub idle: Duration,
+    /// End of the whole exchange.
+    pub deadline: tokio::time::Instant,
+    /// The response's framing (for the error frame of a failing stream).
+    pub framing: Framing,
+    /// Whether the observer may change the bytes (so the length is not known).
+    pub rewrites: bool,
+}
+
+pin_project! {
+    /// The response body relayed to the caller.
+    pub struct RelayBody {
+        #[pin]
+        inner: Incoming,
+        first: Option<Frame<Bytes>>,
+        observer: Option<ResponseObserver>,
+        framing: Framing,
+        rewrites: bool,
+        #[pin]
+        idle: Sleep,
+        #[pin]
+        deadline: Sleep,
+        idle_for: Duration,
+        request_id: Arc<str>,
+        upstream: Arc<str>,
+        start: Instant,
+        ttft: Option<Duration>,
+        bytes_out: u64,
+        abort: Option<GatewayError>,
+        flushed: bool,
+        done: bool,
+        finisher: Finisher,
+    }
+}
+
+impl RelayBody {
+    /// Wraps an upstream body whose first frame was already read.
+    pub(crate) fn new(
+        inner: Incoming,
+        first: Option<Frame<Bytes>>,
+        observer: Option<ResponseObserver>,
+        opts: RelayOptions,
+        upstream: Arc<str>,
+        finisher: Finisher,
+    ) -> RelayBody {
+        let now = tokio::time::Instant::now();
+        let done = first.is_none() && inner.is_end_stream();
+        let mut finisher = finisher;
+        if done {
+            // An empty body is never polled: the exchange is complete already.
+            finisher.finish(End::Completed, 0, Usage::default(), None, None);
+        }
+        RelayBody {
+            inner,
+            first,
+            observer,
+            rewrites: opts.rewrites,
+            framing: opts.framing,
+            idle: sleep_until(now + opts.idle),
+            deadline: sleep_until(opts.deadline),
+            idle_for: opts.idle,
+            request_id: finisher.request_id.clone(),
+            upstream,
+            start: finisher.start,
+            ttft: None,
+            bytes_out: 0,
+            abort: None,
+            flushed: false,
+            done,
+            finisher,
+        }
+    }
+}
+
+impl RelayBody {
+    fn finish(self: Pin<&mut Self>, end: End, error: Option<&'static str>) {
+        let this = self.project();
+        let usage = this.observer.as_ref().map(|o| o.usage().clone()).unwrap_or_default();
+        this.finisher.finish(end, *this.bytes_out, usage, *this.ttft, error);
+    }
+
+    /// Ends the stream with an error: a last frame in the stream's framing, then a body error so
+    /// the caller's connection shows the response as incomplete.
+    fn fail(mut self: Pin<&mut Self>, err: GatewayError, end: End) -> Poll<Option<Result<Frame<Bytes>, GatewayError>>> {
+        tracing::warn!(request_id = &*self.request_id, upstream = &*self.upstream, code = err.code, "{}", err.message);
+        self.as_mut().finish(end, Some(err.code));
+        let this = self.project();
+        *this.done = true;
+        match err.stream_frame(*this.framing, this.request_id) {
+            Some(frame) => {
+                *this.abort = Some(err);
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
+            None => Poll::Ready(Some(Err(err))),
+        }
+    }
+}
+
+impl Body for RelayBody {
+    type Data = Bytes;
+    type Error = GatewayError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        loop {
+            let mut this = self.as_mut().project();
+            if this.abort.is_some() {
+                // Yield once so the connection flushes the error frame before it is aborted.
+                if !std::mem::replace(this.flushed, true) {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                return Poll::Ready(this.abort.take().map(Err));
+            }
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            let polled = match this.first.take() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None => this.inner.as_mut().poll_frame(cx),
+            };
+            match polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let frame = match frame.into_data() {
+                        Ok(data) => {
+                            let mut out = match this.observer.as_mut() {
+                                Some(o) => o.feed(data),
+                                None => data,
+                            };
+                            // With a known length the connection stops polling once it has
+                            // every byte, so the end is recognised here, not at `None`.
+                            let ended = this.first.is_none() && this.inner.is_end_stream();
+                            if ended {
+                                if let Some(tail) = this.observer.as_mut().map(|o| o.finish()).filter(|t| !t.is_empty())
+                                {
+                                    out =
+                                        if out.is_empty() { tail } else { Bytes::from([&out[..], &tail[..]].concat()) };
+                                }
+                                *this.done = true;
+                            }
+                            let now = tokio::time::Instant::now();
+                            this.idle.reset(now + *this.idle_for);
+                            if !out.is_empty() {
+                                if this.ttft.is_none() {
+                                    *this.ttft = Some(this.start.elapsed());
+                                }
+                                *this.bytes_out += out.len() as u64;
+                            }
+                            if ended {
+                                self.as_mut().finish(End::Completed, None);
+                            }
+                            if out.is_empty() {
+                                continue;
+                            }
+                            Frame::data(out)
+                        }
+                        Err(trailers) => trailers,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let err = GatewayError::upstream_unavailable(format!(
+                        "upstream \"{}\" broke off the response: {e}",
+                        this.upstream
+                    ));
+                    return self.fail(err, End::UpstreamError);
+                }
+                Poll::Ready(None) => {
+                    let tail = this.observer.as_mut().map(|o| o.finish()).unwrap_or_default();
+                    *this.done = true;
+                    *this.bytes_out += tail.len() as u64;
+                    if this.ttft.is_none() && !tail.is_empty() {
+                        *this.ttft = Some(this.start.elapsed());
+                    }
+                    self.as_mut().finish(End::Completed, None);
+                    return if tail.is_empty() { Poll::Ready(None) } else { Poll::Ready(Some(Ok(Frame::data(tail)))) };
+                }
+                Poll::Pending => {
+                    if this.deadline.poll(cx).is_ready() {
+                        let err = GatewayError::upstream_timeout("the exchange exceeded request_timeout");
+                        return self.fail(err, End::Timeout);
+                    }
+                    ready!(this.idle.poll(cx));
+                    let err = GatewayError::upstream_timeout(format!(
+                        "upstream \"{}\" sent nothing for {:?} (idle_timeout)",
+                        this.upstream, this.idle_for
+                    ));
+                    return self.fail(err, End::Timeout);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.abort.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.rewrites {
+            return SizeHint::default();
+        }
+        let first = self.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + first);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
+    }
+}

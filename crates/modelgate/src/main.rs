@@ -1,0 +1,156 @@
+//! The `modelgate` binary: wires config, data path and admin listener together (SPEC section 6).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::Config;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "modelgate", version, about = "An identity-aware, auditing gateway for self-hosted model servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (embedded defaults when no config is given).
+    Serve {
+        /// Path of the TOML config.
+        #[arg(long, short = 'c', env = "MODELGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Write a commented example config.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "modelgate.toml")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Init { out, force } => init(&out, force),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("modelgate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(out: &Path, force: bool) -> Result<()> {
+    if out.exists() && !force {
+        anyhow::bail!("{} exists; pass --force to overwrite it", out.display());
+    }
+    std::fs::write(out, config::EXAMPLE_CONFIG).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    println!("start the gateway with: modelgate serve --config {}", out.display());
+    Ok(())
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+        }
+    }
+}
+
+fn serve(config_path: Option<&Path>) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MODELGATE_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = load_config(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(run(config, config_path.is_none()))
+}
+
+async fn run(config: Config, embedded: bool) -> Result<()> {
+    let s = &config.server;
+    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    let metrics = Arc::new(gateway::Metrics::new());
+    let gw = gateway::Gateway::build(&config, metrics.clone())?;
+    let tls = s.tls.as_ref().map(gateway::tls_acceptor).transpose()?;
+    let data = TcpListener::bind(s.listen).await.with_context(|| format!("binding server.listen {}", s.listen))?;
+    let admin = TcpListener::bind(s.admin_listen)
+        .await
+        .with_context(|| format!("binding server.admin_listen {}", s.admin_listen))?;
+    let data_addr = data.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_state = console::AdminState::new(metrics);
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(console::serve(admin, admin_state.clone(), async move {
+        let _ = admin_stop.wait_for(|s| *s).await;
+    }));
+
+    if embedded {
+        tracing::info!(
+            "no --config given: embedded defaults (upstream {}; `modelgate init` writes a config)",
+            config.upstreams[0].url
+        );
+    }
+    tracing::info!(data_dir = %s.data_dir.display(), upstreams = config.upstreams.len(), "modelgate {} started", env!("CARGO_PKG_VERSION"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Machine-readable lines on stdout; tests and scripts wait for them.
+    println!("data listener: {scheme}://{data_addr}");
+    println!("admin listener: http://{admin_addr}");
+    admin_state.ready.store(true, Ordering::Release);
+
+    let opts = gateway::ServeOptions {
+        max_header_bytes: usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX),
+        shutdown_grace: s.shutdown_grace,
+    };
+    let ready = admin_state.clone();
+    gateway::serve(data, tls, gw, opts, async move {
+        shutdown_signal().await;
+        ready.ready.store(false, Ordering::Release);
+        tracing::info!("shutdown requested");
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = admin_task.await;
+    tracing::info!("modelgate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `modelgate` binary between real HTTP clients and the testkit's mock
+//! model servers, over loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod lifecycle;
+mod proxy;
+mod support;
+mod timeouts;
+mod transport;

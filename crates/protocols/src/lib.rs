@@ -1,0 +1,23 @@
+//! Model-server wire protocols for modelgate: the endpoint table (method + path -> action,
+//! model location, streaming, framing, usage shape), request classification with a cheap JSON
+//! peek, the stream-usage request rewrite, and response observation (token usage from JSON,
+//! SSE and NDJSON bodies as they are relayed).
+//!
+//! Plain data and functions; no allocation or parsing beyond what each request needs.
+
+mod action;
+mod classify;
+mod endpoint;
+mod flavor;
+mod peek;
+mod usage;
+
+#[cfg(test)]
+mod tests;
+
+pub use action::Action;
+pub use classify::{Classification, classify};
+pub use endpoint::{BodyUse, Endpoint, Framing, ModelAt, StreamRule, UsageShape, accepts_stream_options, lookup};
+pub use flavor::{Flavor, FlavorSet};
+pub use peek::{Peek, PeekError, ensure_stream_usage, peek_json};
+pub use usage::{ResponseObserver, Usage};
