@@ -26,11 +26,11 @@ fn example_config_parses_to_the_defaults() {
 #[test]
 fn unknown_keys_name_their_path() {
     let e = Config::from_toml("[server]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
-    assert_eq!(e.path, "server");
+    assert_eq!(e.path, "server.lisen");
     assert!(e.message.contains("lisen"), "{e}");
     let e = Config::from_toml("[[upstreams]]\nname='a'\nurl='http://x'\nflavor='vllm'\nmodels=['*']\nbogus=1\n")
         .unwrap_err();
-    assert_eq!(e.path, "upstreams[0]");
+    assert_eq!(e.path, "upstreams[0].bogus");
     assert!(e.message.contains("bogus"), "{e}");
 }
 
