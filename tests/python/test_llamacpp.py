@@ -26,5 +26,13 @@ def test_same_answers_and_usage(llama_server, gateway_for):
     assert metric(admin, "modelgate_tokens_total", direction="output") - before_out == a.usage.completion_tokens
 
     sa = "".join(c.choices[0].delta.content or "" for c in direct.chat.completions.create(stream=True, **args) if c.choices)
+    before_in = metric(admin, "modelgate_tokens_total", direction="input")
+    before_out = metric(admin, "modelgate_tokens_total", direction="output")
     sb = "".join(c.choices[0].delta.content or "" for c in via.chat.completions.create(stream=True, **args) if c.choices)
     assert sb == sa == a.choices[0].message.content
+    # llama-cpp-python's server sends no usage on streams, even when asked (stream_options is
+    # ignored); the gateway then reports none rather than inventing figures.
+    raw = via.chat.completions.create(stream=True, stream_options={"include_usage": True}, **args)
+    assert all(c.usage is None for c in raw), "the server now reports streamed usage: compare it here"
+    assert metric(admin, "modelgate_tokens_total", direction="input") == before_in
+    assert metric(admin, "modelgate_tokens_total", direction="output") == before_out
