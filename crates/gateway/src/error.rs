@@ -60,6 +60,17 @@ impl GatewayError {
         )
     }
 
+    /// 431: the request head exceeds the configured limit.
+    pub fn headers_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            Blame::Caller,
+            false,
+            format!("request headers exceed the limit of {limit} bytes"),
+        )
+    }
+
     /// 502: the upstream could not be reached or broke the exchange.
     pub fn upstream_unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", Blame::Upstream, true, message)
@@ -78,7 +89,7 @@ impl GatewayError {
     /// The OpenAI `type` that SDKs surface.
     pub fn kind(&self) -> &'static str {
         match self.status.as_u16() {
-            400 | 404 | 413 => "invalid_request_error",
+            400 | 404 | 413 | 431 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             429 => "rate_limit_error",

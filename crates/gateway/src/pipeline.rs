@@ -49,6 +49,8 @@ pub struct Limits {
     pub max_request_bytes: u64,
     /// Streamed uploads.
     pub max_upload_bytes: u64,
+    /// Request line and headers.
+    pub max_header_bytes: u64,
     /// TCP connect to an upstream.
     pub connect: Duration,
     /// Request sent to first response byte.
@@ -87,6 +89,7 @@ impl Gateway {
         let limits = Limits {
             max_request_bytes: s.max_request_bytes,
             max_upload_bytes: s.max_upload_bytes,
+            max_header_bytes: s.max_header_bytes,
             connect: s.connect_timeout,
             first_byte: s.first_byte_timeout,
             idle: s.idle_timeout,
@@ -148,6 +151,13 @@ impl Gateway {
     /// Stage 3: splits the request, applies prefix routing and reads the body per the endpoint.
     async fn read_request(&self, req: Request<Incoming>) -> Result<Incoming_, GatewayError> {
         let (parts, body) = req.into_parts();
+        // The listener's read buffer bounds memory, but a head that arrives in one read can pass
+        // it; the configured limit is enforced here, exactly.
+        let head = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+            + parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+        if head as u64 > self.limits.max_header_bytes {
+            return Err(GatewayError::headers_too_large(self.limits.max_header_bytes));
+        }
         let full_path = parts.uri.path();
         let (prefixed, path) = match self.router.by_prefix(full_path) {
             Some((u, rest)) => (Some(u.clone()), rest.to_string()),

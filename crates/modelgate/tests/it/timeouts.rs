@@ -145,3 +145,42 @@ async fn a_client_disconnect_cancels_the_upstream_call() {
     let _ = pending.await;
     m.wait_cancelled(2, SOON).await;
 }
+
+#[tokio::test]
+async fn a_stream_longer_than_request_timeout_is_cut() {
+    let m = mock(Flavor::OpenAi).await;
+    let gw = gateway_for(&m, "request_timeout = \"600ms\"");
+    let url = format!("{}/v1/chat/completions", gw.data_url);
+    let res = testkit::client::send(json_req(
+        "POST",
+        &url,
+        &chat("m", true),
+        &[("x-mock-tokens", "100"), ("x-mock-delay-ms", "50")],
+    ))
+    .await;
+    assert_eq!(res.status(), 200);
+    let got = read_timed(res.into_body()).await;
+    let text = String::from_utf8_lossy(&got.bytes()).to_string();
+    let (_, event) = text.split_once("event: error\ndata: ").unwrap_or_else(|| panic!("no error event in {text:?}"));
+    assert_eq!(error_code(event.trim_end().as_bytes()), "upstream_timeout");
+    assert!(event.contains("request_timeout"), "{event}");
+    assert!(got.error.is_some());
+    m.wait_cancelled(1, SOON).await;
+}
+
+#[tokio::test]
+async fn large_request_headers_are_read_up_to_the_limit() {
+    let m = mock(Flavor::OpenAi).await;
+    let gw = gateway_for(&m, "max_header_bytes = \"96KiB\"");
+    let url = format!("{}/v1/chat/completions", gw.data_url);
+    let big = "a".repeat(60 * 1024);
+    let (status, _, _) = call(json_req("POST", &url, &chat("m", false), &[("x-big", &big)])).await;
+    assert_eq!(status, 200);
+    assert_eq!(m.wait_requests(1, SOON).await[0].header("x-big").map(str::len), Some(big.len()));
+    let huge = "a".repeat(100 * 1024);
+    let res = testkit::client::try_send(json_req("POST", &url, &chat("m", false), &[("x-big", &huge)])).await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 431);
+    }
+    assert_eq!(m.requests().len(), 1, "an oversized head went upstream");
+}
