@@ -1,6 +1,7 @@
 """Fixtures that run the real binaries: the modelgate gateway, the testkit mock server and, for the
 real-model tests, llama.cpp's server. Every wait polls a condition with a deadline."""
 
+import json
 import os
 import pathlib
 import re
@@ -74,6 +75,15 @@ def start_gateway(tmp_path, config):
     return p, data, admin
 
 
+def create_key(tmp_path, subject):
+    """Issues a key with `modelgate token create` on the gateway's data dir; returns the secret."""
+    out = subprocess.run(
+        [MODELGATE, "token", "create", "--json", "--subject", subject, "--config", str(tmp_path / "modelgate.toml")],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)["secret"]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,7 +143,8 @@ models = {models}
 """
         p, data, admin = start_gateway(tmp_path, config)
         procs.append(p)
-        return data, admin
+        key = create_key(tmp_path, "py-tester")
+        return data, admin, key
 
     yield make
     for p in procs:

@@ -10,9 +10,9 @@ MSGS = [{"role": "user", "content": "What is the capital of France? Answer in on
 
 
 def test_same_answers_and_usage(llama_server, gateway_for):
-    data, admin = gateway_for(llama_server, flavor="llamacpp")
+    data, admin, key = gateway_for(llama_server, flavor="llamacpp")
     direct = OpenAI(base_url=llama_server + "/v1", api_key="x", max_retries=0)
-    via = OpenAI(base_url=data + "/v1", api_key="caller", max_retries=0)
+    via = OpenAI(base_url=data + "/v1", api_key=key, max_retries=0)
     args = dict(model="smollm2", messages=MSGS, temperature=0, max_tokens=24, seed=42)
 
     a = direct.chat.completions.create(**args)

@@ -25,6 +25,120 @@ pub struct Config {
     /// The model servers behind the gateway, in routing order.
     #[serde(default = "default_upstreams")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// How callers prove who they are.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Groups mapped to admin roles.
+    #[serde(default)]
+    pub roles: RolesConfig,
+}
+
+/// `[identity]`: OIDC issuers and gateway-issued keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Trusted OIDC/JWT issuers (`[[identity.oidc]]`).
+    #[serde(default)]
+    pub oidc: Vec<OidcConfig>,
+}
+
+/// Whether an identity is a person or a workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    /// A person.
+    #[default]
+    Human,
+    /// A workload: CI job, service account, batch process.
+    Service,
+}
+
+/// One `[[identity.oidc]]` issuer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Issuer URL, matched exactly against `iss`; `http://` only for loopback (development).
+    pub issuer: String,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audiences: Vec<String>,
+    /// JWKS URL; when absent it is discovered from `{issuer}/.well-known/openid-configuration`.
+    pub jwks_uri: Option<String>,
+    /// Allowed signature algorithms (asymmetric only).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway", deserialize_with = "de_duration")]
+    pub leeway: Duration,
+    /// Claim (name or JSON Pointer) holding the subject.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// Claim (name or JSON Pointer) holding the display name; falls back to `name`,
+    /// `preferred_username`, `email`.
+    pub display_claim: Option<String>,
+    /// Claim (name or JSON Pointer) holding the groups (an array of strings, or one string).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Kind of every identity from this issuer, unless `service_claim` says otherwise.
+    #[serde(default)]
+    pub kind: IdentityKind,
+    /// Claim (name or JSON Pointer) that marks a service identity when its value is one of
+    /// `service_values` (e.g. Kubernetes `/kubernetes.io/namespace` present, or `token_use`).
+    pub service_claim: Option<String>,
+    /// Values of `service_claim` that mean "service"; empty means "present at all".
+    #[serde(default)]
+    pub service_values: Vec<String>,
+    /// How long fetched keys are used before a background refresh.
+    #[serde(default = "default_jwks_ttl", deserialize_with = "de_duration")]
+    pub jwks_cache_ttl: Duration,
+    /// Least time between two JWKS fetches (floods of unknown `kid`s cause one fetch per cooldown).
+    #[serde(default = "default_jwks_cooldown", deserialize_with = "de_duration")]
+    pub jwks_refresh_cooldown: Duration,
+    /// PEM bundle of extra CAs for an IdP behind a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[roles]`: groups (from OIDC or key groups) mapped to admin roles.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    /// Groups whose members have every admin right.
+    #[serde(default)]
+    pub admin: Vec<String>,
+    /// Groups whose members may read the audit trail.
+    #[serde(default)]
+    pub auditor: Vec<String>,
+    /// Groups whose members may decide approvals.
+    #[serde(default)]
+    pub approver: Vec<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"].map(String::from).to_vec()
+}
+
+/// Algorithms an issuer may allow: asymmetric only, so a public key can never be used as an
+/// HMAC secret.
+pub const ASYMMETRIC_ALGORITHMS: [&str; 9] =
+    ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_jwks_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_jwks_cooldown() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[server]`: listeners, data directory, limits and timeouts.
@@ -144,7 +258,12 @@ impl Default for ServerConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { server: ServerConfig::default(), upstreams: default_upstreams() }
+        Config {
+            server: ServerConfig::default(),
+            upstreams: default_upstreams(),
+            identity: IdentityConfig::default(),
+            roles: RolesConfig::default(),
+        }
     }
 }
 
@@ -247,6 +366,40 @@ impl Config {
                     at("models"),
                     "an upstream needs models, a prefix or default = true to receive traffic",
                 ));
+            }
+        }
+        for (i, o) in self.identity.oidc.iter().enumerate() {
+            let at = |key: &str| format!("identity.oidc[{i}].{key}");
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| o.issuer.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with([':', '/'])));
+            if !(o.issuer.starts_with("https://") || loopback) {
+                return Err(ConfigError::new(at("issuer"), "must be https:// (http:// only for loopback issuers)"));
+            }
+            if self.identity.oidc[..i].iter().any(|p| p.issuer == o.issuer) {
+                return Err(ConfigError::new(at("issuer"), format!("issuer \"{}\" is configured twice", o.issuer)));
+            }
+            if o.audiences.is_empty() {
+                return Err(ConfigError::new(at("audiences"), "at least one audience is required"));
+            }
+            if o.algorithms.is_empty() {
+                return Err(ConfigError::new(at("algorithms"), "at least one algorithm is required"));
+            }
+            for (j, a) in o.algorithms.iter().enumerate() {
+                if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("identity.oidc[{i}].algorithms[{j}]"),
+                        format!("\"{a}\" is not allowed; use one of {}", ASYMMETRIC_ALGORITHMS.join(", ")),
+                    ));
+                }
+            }
+            if o.leeway > Duration::from_secs(300) {
+                return Err(ConfigError::new(at("leeway"), "must be at most 5m"));
+            }
+            if let Some(u) = &o.jwks_uri
+                && !(u.starts_with("https://") || (loopback && u.starts_with("http://")))
+            {
+                return Err(ConfigError::new(at("jwks_uri"), "must be https:// (http:// only for loopback issuers)"));
             }
         }
         if let Some(tls) = &s.tls {

@@ -94,3 +94,48 @@ fn upstream_urls_split() {
     assert!(parse_upstream_url("http://user:pw@h").is_err());
     assert!(parse_upstream_url("http://h/?q").is_err());
 }
+
+#[test]
+fn oidc_issuers_validate() {
+    let ok = "[[identity.oidc]]\nissuer = 'http://127.0.0.1:9000'\naudiences = ['modelgate']\ngroups_claim = '/realm_access/roles'\n";
+    let c = Config::from_toml(ok).unwrap();
+    let o = &c.identity.oidc[0];
+    assert_eq!(o.leeway, Duration::from_secs(30));
+    assert_eq!(o.groups_claim, "/realm_access/roles");
+    assert_eq!(o.kind, IdentityKind::Human);
+    assert!(o.algorithms.iter().all(|a| a != "HS256"));
+    let cases = [
+        (
+            "[[identity.oidc]]\nissuer = 'http://login.example.com'\naudiences = ['a']\n",
+            "identity.oidc[0].issuer",
+            "https",
+        ),
+        (
+            "[[identity.oidc]]\nissuer = 'http://localhost.evil.com'\naudiences = ['a']\n",
+            "identity.oidc[0].issuer",
+            "https",
+        ),
+        ("[[identity.oidc]]\nissuer = 'https://x'\naudiences = []\n", "identity.oidc[0].audiences", "at least one"),
+        (
+            "[[identity.oidc]]\nissuer = 'https://x'\naudiences = ['a']\nalgorithms = ['RS256', 'HS256']\n",
+            "identity.oidc[0].algorithms[1]",
+            "not allowed",
+        ),
+        (
+            "[[identity.oidc]]\nissuer = 'https://x'\naudiences = ['a']\nkind = 'robot'\n",
+            "identity.oidc[0].kind",
+            "unknown variant",
+        ),
+        (
+            "[[identity.oidc]]\nissuer = 'https://x'\naudiences = ['a']\n[[identity.oidc]]\nissuer = 'https://x'\naudiences = ['b']\n",
+            "identity.oidc[1].issuer",
+            "twice",
+        ),
+        ("[roles]\nadmins = ['x']\n", "roles.admins", "unknown field"),
+    ];
+    for (text, path, needle) in cases {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.path, path, "for {text:?}: {e}");
+        assert!(e.message.contains(needle), "for {text:?}: {e}");
+    }
+}

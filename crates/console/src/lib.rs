@@ -1,49 +1,114 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics` now; the admin API and web console
-//! later. It never shares a socket with the data path.
+//! The admin listener: health, readiness and metrics, and the admin API of SPEC section 7
+//! (`/admin/v1/...`). It never shares a socket with the data path.
+//!
+//! Fail-closed: every route under `/admin/v1/` authenticates the caller and checks its role;
+//! the only open routes are the constant list in [`OPEN_ROUTES`].
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
 use gateway::Metrics;
+use identity::authn::Authenticator;
+use identity::keys::{self, NewKey};
+use identity::{Identity, Kind, Role};
+use serde::Deserialize;
+use serde_json::json;
 use tokio::net::TcpListener;
 
-/// What the admin listener reports on.
+/// Routes served without authentication: liveness, readiness and Prometheus scraping.
+pub const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// What the admin listener serves from.
 #[derive(Debug)]
 pub struct AdminState {
     /// The data path's metrics.
     pub metrics: Arc<Metrics>,
+    /// Authenticates admin callers.
+    pub auth: Arc<Authenticator>,
     /// Set once the data listener serves, cleared when shutdown begins.
     pub ready: AtomicBool,
 }
 
 impl AdminState {
     /// New state, not ready yet.
-    pub fn new(metrics: Arc<Metrics>) -> Arc<AdminState> {
-        Arc::new(AdminState { metrics, ready: AtomicBool::new(false) })
+    pub fn new(metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> Arc<AdminState> {
+        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false) })
     }
 }
 
 /// The admin routes.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(OPEN_ROUTES[0], get(healthz))
+        .route(OPEN_ROUTES[1], get(readyz))
+        .route(OPEN_ROUTES[2], get(metrics))
+        .route("/admin/v1/tokens", get(list_tokens).post(create_token))
+        .route("/admin/v1/tokens/{id}", delete(revoke_token))
         .fallback(not_found)
         .with_state(state)
 }
 
 /// Serves the admin listener until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: impl Future<Output = ()> + Send + 'static) {
-    if let Err(e) = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("admin listener failed: {e}");
     }
+}
+
+/// An admin API error, JSON-shaped like the data path's.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            400 | 404 => "invalid_request_error",
+            _ => "server_error",
+        };
+        let body = json!({"error": {"message": self.message, "type": kind, "code": self.code}}).to_string();
+        let mut res = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"modelgate-admin\""));
+        }
+        res
+    }
+}
+
+/// Authenticates the caller and checks `role`; the reason for a refusal goes to the log only.
+async fn require(state: &AdminState, headers: &HeaderMap, peer: SocketAddr, role: Role) -> Result<Identity, ApiError> {
+    let id = state.auth.authenticate(headers, Some(peer.ip())).await.map_err(|e| {
+        tracing::info!(reason = e.reason(), src_ip = %peer.ip(), "admin authentication failed: {e}");
+        ApiError::new(StatusCode::UNAUTHORIZED, "authentication_failed", "authentication failed")
+    })?;
+    if !id.has_role(role) {
+        tracing::info!(subject = %id.subject, role = role.name(), "admin request refused: role missing");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!("the {} role is required", role.name()),
+        ));
+    }
+    Ok(id)
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -62,10 +127,100 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
 }
 
-async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"error":{"message":"no such admin endpoint","type":"invalid_request_error","code":"not_found"}}"#,
-    )
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+}
+
+async fn list_tokens(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require(&s, &headers, peer, Role::Admin).await?;
+    let now = keys::now_unix();
+    let list: Vec<serde_json::Value> = s.auth.keys().list().iter().map(|r| keys::record_json(r, now)).collect();
+    Ok(axum::Json(json!({ "tokens": list })).into_response())
+}
+
+/// Body of `POST /admin/v1/tokens`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    subject: String,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    service: bool,
+    #[serde(default)]
+    ttl: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn create_token(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let admin = require(&s, &headers, peer, Role::Admin).await?;
+    let req: CreateToken = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid body: {e}")))?;
+    let roles = req
+        .roles
+        .iter()
+        .map(|r| {
+            Role::from_name(r).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("unknown role \"{r}\""))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl = req
+        .ttl
+        .as_deref()
+        .map(config::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e))?;
+    let new = NewKey {
+        subject: req.subject,
+        groups: req.groups.unwrap_or_else(|| vec![keys::DEFAULT_GROUP.to_string()]),
+        kind: if req.service { Kind::Service } else { Kind::Human },
+        roles,
+        ttl,
+        description: req.description,
+        created_by: admin.subject.clone(),
+    };
+    let created = s.auth.keys().create(new).map_err(|e| match e {
+        keys::KeyStoreError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+        other => {
+            tracing::error!("creating a key failed: {other}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed")
+        }
+    })?;
+    tracing::info!(by = %admin.subject, id = %created.record.id, subject = %created.record.subject, "key created");
+    let mut v = keys::record_json(&created.record, keys::now_unix());
+    v["secret"] = json!(created.secret);
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+async fn revoke_token(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let admin = require(&s, &headers, peer, Role::Admin).await?;
+    let r = s.auth.keys().revoke(&id).map_err(|e| match e {
+        keys::KeyStoreError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no key with id {id}"))
+        }
+        other => {
+            tracing::error!("revoking a key failed: {other}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed")
+        }
+    })?;
+    tracing::info!(by = %admin.subject, id = %r.id, "key revoked");
+    Ok(axum::Json(keys::record_json(&r, keys::now_unix())).into_response())
 }

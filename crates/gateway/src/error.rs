@@ -44,6 +44,11 @@ impl GatewayError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", Blame::Caller, false, message)
     }
 
+    /// 401: no valid credential. The precise reason goes to the log, never to the caller.
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_failed", Blame::Caller, false, "authentication failed")
+    }
+
     /// 404: no upstream serves this model or path.
     pub fn no_route(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "no_route", Blame::Caller, false, message)
@@ -124,6 +129,9 @@ impl GatewayError {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert(crate::headers::X_REQUEST_ID, v);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"modelgate\""));
         }
         res
     }

@@ -65,6 +65,13 @@ pub struct TokenLabels {
     pub direction: &'static str,
 }
 
+/// Labels of authentication failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Stable reason code (`expired`, `bad_signature`, ...).
+    pub reason: &'static str,
+}
+
 /// Labels carrying only the upstream.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -94,6 +101,7 @@ pub struct Metrics {
     overhead: Hist<UpstreamLabels>,
     open_streams: Family<UpstreamLabels, Gauge>,
     tokens: Family<TokenLabels, Counter>,
+    auth_failures: Family<AuthLabels, Counter>,
     models: RwLock<HashMap<Box<str>, Label>>,
     none: Label,
     other: Label,
@@ -122,6 +130,7 @@ impl Metrics {
         let overhead: Hist<UpstreamLabels> = Family::new_with_constructor(overhead_hist);
         let open_streams = Family::<UpstreamLabels, Gauge>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
+        let auth_failures = Family::<AuthLabels, Counter>::default();
         registry.register("requests", "Requests answered, by upstream, model, action and status", requests.clone());
         registry.register("errors", "Data-path errors, by upstream, model, action and error code", errors.clone());
         registry.register(
@@ -141,6 +150,7 @@ impl Metrics {
         );
         registry.register("open_streams", "Response bodies being relayed now", open_streams.clone());
         registry.register("tokens", "Tokens reported by upstreams, by direction", tokens.clone());
+        registry.register("auth_failures", "Refused credentials, by reason", auth_failures.clone());
         Metrics {
             registry,
             requests,
@@ -150,6 +160,7 @@ impl Metrics {
             overhead,
             open_streams,
             tokens,
+            auth_failures,
             models: RwLock::new(HashMap::new()),
             none: Label(Arc::from("-")),
             other: Label(Arc::from("other")),
@@ -215,6 +226,11 @@ impl Metrics {
                 self.tokens.get_or_create(&tl).inc_by(n);
             }
         }
+    }
+
+    /// Counts a refused credential.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&AuthLabels { reason }).inc();
     }
 
     /// The Prometheus text exposition.

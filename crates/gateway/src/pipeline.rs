@@ -3,19 +3,21 @@
 //! The stages run in this order, each a small function that knows nothing of the others' insides:
 //!
 //! 1. `assign_id`     — every exchange gets a UUIDv7 request id before anything can fail;
-//! 2. gateway answers — `/v1/models` and `/api/tags` are served from all upstreams ([`crate::models`]);
-//! 3. `read_request`  — prefix routing, endpoint lookup, bounded body read (413) or capped upload;
-//! 4. `classify`      — action, model, streaming, usage shape ([`protocols::classify`]);
-//!    (authenticate, detect, authorize, approval hold, mask and record slot in here, in that order)
-//! 5. `route`         — the upstream for the model or path (404 when none);
-//! 6. `forward`       — credentials swapped, hop-by-hop headers dropped, sent on the pooled client
+//! 2. `authenticate`  — a gateway key or an OIDC token, or 401 ([`identity::authn::Authenticator`]);
+//! 3. gateway answers — `/v1/models` and `/api/tags` are served from all upstreams ([`crate::models`]);
+//! 4. `read_request`  — prefix routing, endpoint lookup, bounded body read (413) or capped upload;
+//! 5. `classify`      — action, model, streaming, usage shape ([`protocols::classify`]);
+//!    (detect, authorize, approval hold, mask and record slot in here, in that order)
+//! 6. `route`         — the upstream for the model or path (404 when none);
+//! 7. `forward`       — credentials swapped, hop-by-hop headers dropped, sent on the pooled client
 //!    under the connect and first-byte timeouts (502/504);
-//! 7. `relay`         — the response streamed back frame by frame ([`crate::relay::RelayBody`]).
+//! 8. `relay`         — the response streamed back frame by frame ([`crate::relay::RelayBody`]).
 //!
 //! They are plain async functions rather than boxed tower layers: the sequence is fixed, each
 //! stage's output is the next one's input, and the hot path stays free of per-layer boxing.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +28,8 @@ use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
+use identity::Identity;
+use identity::authn::Authenticator;
 use protocols::{Action, BodyUse, Classification, Endpoint, Framing, ResponseObserver, UsageShape};
 
 use crate::error::GatewayError;
@@ -68,6 +72,7 @@ pub struct Gateway {
     pub(crate) client: UpstreamClient,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
+    auth: Arc<Authenticator>,
     none: Label,
 }
 
@@ -84,7 +89,7 @@ pub enum BuildError {
 
 impl Gateway {
     /// Builds the data path from a validated config: resolves upstream keys, creates the pool.
-    pub fn build(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Gateway>, BuildError> {
+    pub fn build(config: &Config, metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> Result<Arc<Gateway>, BuildError> {
         let s = &config.server;
         let limits = Limits {
             max_request_bytes: s.max_request_bytes,
@@ -98,7 +103,7 @@ impl Gateway {
         let router = Router::new(upstream::build_all(config)?);
         let client = upstream::client(limits.connect)?;
         let none = metrics.none();
-        Ok(Arc::new(Gateway { router, client, metrics, limits, none }))
+        Ok(Arc::new(Gateway { router, client, metrics, limits, auth, none }))
     }
 
     /// The metrics this gateway records.
@@ -107,11 +112,22 @@ impl Gateway {
     }
 
     /// Serves one request. Never fails: every error becomes a SPEC section 8 response.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let start = Instant::now();
         let id = assign_id();
-        let mut ctx = Ctx { start, id, upstream: self.none.clone(), model: self.none.clone(), action: Action::Unknown };
-        let res = match self.exchange(req, &mut ctx).await {
+        let mut ctx = Ctx {
+            start,
+            id,
+            upstream: self.none.clone(),
+            model: self.none.clone(),
+            action: Action::Unknown,
+            caller: None,
+        };
+        let res = match self.exchange(req, remote, &mut ctx).await {
             Ok(res) => res,
             Err(err) => {
                 let status = err.status.as_u16();
@@ -133,7 +149,13 @@ impl Gateway {
         Ok(res)
     }
 
-    async fn exchange(&self, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Response<ResponseBody>, GatewayError> {
+    async fn exchange(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        ctx: &mut Ctx,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        ctx.caller = Some(self.authenticate(&req, remote, ctx).await?);
         if req.method() == Method::GET && matches!(req.uri().path(), "/v1/models" | "/api/tags") {
             return crate::models::answer(self, req.uri().path(), &ctx.id).await;
         }
@@ -148,7 +170,25 @@ impl Gateway {
         self.forward(incoming, class, upstream, ctx).await
     }
 
-    /// Stage 3: splits the request, applies prefix routing and reads the body per the endpoint.
+    /// Stage 2: who is calling. The precise reason for a refusal goes to the log and metrics;
+    /// the caller only learns that authentication failed.
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        remote: SocketAddr,
+        ctx: &Ctx,
+    ) -> Result<Identity, GatewayError> {
+        match self.auth.authenticate(req.headers(), Some(remote.ip())).await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                self.metrics.auth_failure(e.reason());
+                tracing::info!(request_id = &*ctx.id, src_ip = %remote.ip(), reason = e.reason(), "authentication failed: {e}");
+                Err(GatewayError::unauthenticated())
+            }
+        }
+    }
+
+    /// Stage 4: splits the request, applies prefix routing and reads the body per the endpoint.
     async fn read_request(&self, req: Request<Incoming>) -> Result<Incoming_, GatewayError> {
         let (parts, body) = req.into_parts();
         // The listener's read buffer bounds memory, but a head that arrives in one read can pass
@@ -311,6 +351,8 @@ struct Ctx {
     upstream: Label,
     model: Label,
     action: Action,
+    /// Who is calling, once authenticated; later layers (policy, audit) key on it.
+    caller: Option<Identity>,
 }
 
 impl Ctx {

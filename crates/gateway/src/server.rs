@@ -98,7 +98,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
-        let svc = service_fn(move |req| gw.clone().handle(req));
+        let svc = service_fn(move |req| gw.clone().handle(req, remote));
         let builder = builder.clone();
         match &tls {
             None => {

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use tokio::net::TcpListener;
 
+mod token;
+
 #[derive(Parser)]
 #[command(name = "modelgate", version, about = "An identity-aware, auditing gateway for self-hosted model servers")]
 struct Cli {
@@ -23,6 +25,13 @@ enum Command {
         /// Path of the TOML config.
         #[arg(long, short = 'c', env = "MODELGATE_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Issue, list and revoke gateway keys (SPEC section 6).
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+        #[command(flatten)]
+        target: token::Target,
     },
     /// Write a commented example config.
     Init {
@@ -40,6 +49,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Init { out, force } => init(&out, force),
+        Command::Token { command, target } => token::run(command, &target),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -88,7 +98,15 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     let s = &config.server;
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
     let metrics = Arc::new(gateway::Metrics::new());
-    let gw = gateway::Gateway::build(&config, metrics.clone())?;
+    let keys = identity::keys::KeyStore::open(&s.data_dir).context("opening the key store")?;
+    if let Some(path) = keys.ensure_admin_token().context("creating the admin token")? {
+        // The path, never the token.
+        println!("admin token written to {} (mode 0600); it is shown nowhere else", path.display());
+    }
+    let oidc = identity::oidc::OidcVerifier::new(&config.identity.oidc).context("setting up OIDC issuers")?;
+    oidc.start();
+    let auth = Arc::new(identity::authn::Authenticator::new(keys.clone(), oidc, config.roles.clone()));
+    let gw = gateway::Gateway::build(&config, metrics.clone(), auth.clone())?;
     let tls = s.tls.as_ref().map(gateway::tls_acceptor).transpose()?;
     let data = TcpListener::bind(s.listen).await.with_context(|| format!("binding server.listen {}", s.listen))?;
     let admin = TcpListener::bind(s.admin_listen)
@@ -98,7 +116,17 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     let admin_addr = admin.local_addr()?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin_state = console::AdminState::new(metrics);
+    let admin_state = console::AdminState::new(metrics, auth);
+    let flusher = keys.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = flusher.flush_last_used() {
+                tracing::warn!("saving key last-used times failed: {e}");
+            }
+        }
+    });
     let mut admin_stop = stop_rx.clone();
     let admin_task = tokio::spawn(console::serve(admin, admin_state.clone(), async move {
         let _ = admin_stop.wait_for(|s| *s).await;
@@ -130,6 +158,9 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     .await;
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
+    if let Err(e) = keys.flush_last_used() {
+        tracing::warn!("saving key last-used times failed: {e}");
+    }
     tracing::info!("modelgate stopped");
     Ok(())
 }

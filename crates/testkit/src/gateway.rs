@@ -71,6 +71,8 @@ pub struct GatewayProcess {
     pub admin_url: String,
     /// Temporary working directory (the process's cwd).
     pub dir: PathBuf,
+    bin: PathBuf,
+    config_path: Option<PathBuf>,
     child: Child,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
@@ -103,10 +105,12 @@ impl GatewayProcess {
         let dir = tmp.path().to_path_buf();
         let mut cmd = Command::new(bin);
         cmd.arg("serve");
+        let mut config_path = None;
         if let Some(cfg) = config {
             let path = dir.join("modelgate.toml");
             std::fs::write(&path, cfg).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
             cmd.arg("--config").arg(&path);
+            config_path = Some(path);
         }
         cmd.args(extra_args)
             .current_dir(&dir)
@@ -190,7 +194,48 @@ impl GatewayProcess {
         }
         let (data, data_url) = data.expect("data listener");
         let (admin, admin_url) = admin.expect("admin listener");
-        GatewayProcess { data, admin, data_url, admin_url, dir, child, stderr, stdout, readers, _tmp: tmp }
+        GatewayProcess {
+            data,
+            admin,
+            data_url,
+            admin_url,
+            dir,
+            bin: bin.to_path_buf(),
+            config_path,
+            child,
+            stderr,
+            stdout,
+            readers,
+            _tmp: tmp,
+        }
+    }
+
+    /// Runs the same binary as a CLI against this gateway's data dir (cwd and `--config` as the
+    /// server's), e.g. `["token", "list"]`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args).current_dir(&self.dir).stdin(Stdio::null());
+        if let Some(p) = &self.config_path {
+            cmd.arg("--config").arg(p);
+        }
+        cmd.output().unwrap_or_else(|e| panic!("running {} {args:?}: {e}", self.bin.display()))
+    }
+
+    /// Creates a key with `modelgate token create --json` on the data dir; returns its JSON
+    /// (`id`, `secret`, ...).
+    pub fn create_key(&self, subject: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["token", "create", "--json", "--subject", subject];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("token create printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// The one-time admin token written on first start.
+    pub fn admin_token(&self) -> String {
+        let path = self.dir.join("modelgate-data").join("admin-token");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).trim().to_owned()
     }
 
     /// Everything the process wrote to stderr so far.

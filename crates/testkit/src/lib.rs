@@ -4,9 +4,11 @@
 
 pub mod client;
 pub mod gateway;
+pub mod idp;
 pub mod mock;
 
 pub use gateway::{GatewayProcess, TempDir, temp_dir};
+pub use idp::{Alg, TestIdp};
 pub use mock::{MockOptions, MockServer, SeenRequest};
 pub use protocols::Flavor;
 

@@ -98,13 +98,18 @@ async fn starts_with_embedded_defaults_and_no_config() {
     assert_eq!(gw.data.to_string(), "127.0.0.1:8080");
     assert_eq!(gw.admin.to_string(), "127.0.0.1:8081");
     assert!(gw.dir.join("modelgate-data").is_dir(), "data dir not created");
-    // Nothing listens on Ollama's port here: the default upstream is tried and reported down.
-    let (status, _, body) = call(json_req(
-        "POST",
-        &format!("{}/api/chat", gw.data_url),
-        &serde_json::json!({"model": "llama3", "stream": false}),
-        &[],
-    ))
-    .await;
-    assert!(status == 502, "{status} {}", String::from_utf8_lossy(&body));
+    assert!(gw.stdout().contains("admin token written to"), "{}", gw.stdout());
+    assert!(!gw.stdout().contains(&gw.admin_token()), "the admin token was printed");
+    let url = format!("{}/api/chat", gw.data_url);
+    let body = serde_json::json!({"model": "llama3", "stream": false});
+    // Deny by default: no credential, no call.
+    let (status, h, _) = call(json_req("POST", &url, &body, &[])).await;
+    assert_eq!(status, 401);
+    assert!(h.contains_key("www-authenticate"));
+    // A key created on the data dir works at once. Nothing listens on Ollama's port here: the
+    // default upstream is tried and reported down.
+    let key = gw.create_key("newcomer", &[])["secret"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {key}");
+    let (status, _, body) = call(json_req("POST", &url, &body, &[("authorization", &auth)])).await;
+    assert!(status == 502, "{status} {}\n{}", String::from_utf8_lossy(&body), gw.stderr());
 }

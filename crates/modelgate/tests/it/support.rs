@@ -1,6 +1,8 @@
 //! Shared setup: configs, starting the binary next to mocks, small request helpers.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,21 +41,51 @@ pub async fn mock(flavor: Flavor) -> MockServer {
 /// Starts the gateway with one upstream (`up`, models `*`) in front of `mock`.
 pub fn gateway_for(mock: &MockServer, server_extra: &str) -> GatewayProcess {
     let up = upstream("up", &mock.url(), mock.flavor().name(), &["*"], "");
-    GatewayProcess::start(bin(), Some(&config(server_extra, &up)), &[])
+    start(&config(server_extra, &up))
+}
+
+/// Keys of running test gateways, by data-path port: requests built here carry the key of the
+/// gateway they are sent to unless they name their own credential.
+fn keys() -> &'static Mutex<HashMap<u16, String>> {
+    static KEYS: OnceLock<Mutex<HashMap<u16, String>>> = OnceLock::new();
+    KEYS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Starts a gateway on `config` and issues it a test key (subject `tester`, group `users`).
+pub fn start(config: &str) -> GatewayProcess {
+    let gw = GatewayProcess::start(bin(), Some(config), &[]);
+    let key = gw.create_key("tester", &[]);
+    keys().lock().unwrap().insert(gw.data.port(), key["secret"].as_str().unwrap().to_string());
+    gw
+}
+
+/// The test key of the gateway listening on `url`'s port.
+pub fn key_for(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    keys().lock().unwrap().get(&uri.port_u16()?).cloned()
 }
 
 /// A request with a JSON body and optional extra headers.
 pub fn json_req(method: &str, url: &str, body: &Value, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
     let mut b = Request::builder().method(method).uri(url).header("content-type", "application/json");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        && let Some(key) = key_for(url)
+    {
+        b = b.header("authorization", format!("Bearer {key}"));
+    }
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
     b.body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap()))).unwrap()
 }
 
-/// A bodiless request.
+/// A bodiless request (with the gateway's test key, when it is a test gateway's data path).
 pub fn get(url: &str) -> Request<Full<Bytes>> {
-    Request::builder().uri(url).body(Full::new(Bytes::new())).unwrap()
+    let mut b = Request::builder().uri(url);
+    if let Some(key) = key_for(url) {
+        b = b.header("authorization", format!("Bearer {key}"));
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
 }
 
 /// Sends and collects: status, headers, body.

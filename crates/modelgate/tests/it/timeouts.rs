@@ -24,9 +24,11 @@ async fn a_body_of_the_maximum_size_passes_and_one_byte_more_is_413() {
     let m = mock(Flavor::OpenAi).await;
     let gw = gateway_for(&m, "max_request_bytes = 4096");
     let url = format!("{}/v1/chat/completions", gw.data_url);
+    let auth = format!("Bearer {}", key_for(&gw.data_url).unwrap());
     let send = |body: Vec<u8>| {
         http::Request::post(&url)
             .header("content-type", "application/json")
+            .header("authorization", &auth)
             .body(http_body_util::Full::new(Bytes::from(body)))
             .unwrap()
     };
@@ -40,8 +42,11 @@ async fn a_body_of_the_maximum_size_passes_and_one_byte_more_is_413() {
     assert!(h.contains_key("x-request-id"));
 
     // Without a content-length (chunked), the limit holds too.
-    let req =
-        http::Request::post(&url).header("content-type", "application/json").body(Chunked(body_of(4097))).unwrap();
+    let req = http::Request::post(&url)
+        .header("content-type", "application/json")
+        .header("authorization", &auth)
+        .body(Chunked(body_of(4097)))
+        .unwrap();
     let stream = tokio::net::TcpStream::connect(gw.data).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
@@ -76,7 +81,7 @@ async fn a_dead_upstream_gives_502() {
         l.local_addr().unwrap().port()
     };
     let up = upstream("dead", &format!("http://127.0.0.1:{port}"), "openai", &["*"], "");
-    let gw = testkit::GatewayProcess::start(bin(), Some(&config("", &up)), &[]);
+    let gw = start(&config("", &up));
     let (status, _, body) =
         call(json_req("POST", &format!("{}/v1/chat/completions", gw.data_url), &chat("m", false), &[])).await;
     assert_eq!(status, 502);

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
+use testkit::Flavor;
 use testkit::client::read_timed;
-use testkit::{Flavor, GatewayProcess};
 
 use crate::support::*;
 
@@ -43,7 +43,7 @@ async fn tls_clients_negotiate_h2_or_http1() {
         dir.path().join("key.pem").display()
     );
     let up = upstream("up", &m.url(), "openai", &["*"], "");
-    let gw = GatewayProcess::start(bin(), Some(&format!("{}\n{tls}", config("", &up))), &[]);
+    let gw = start(&format!("{}\n{tls}", config("", &up)));
     assert!(gw.data_url.starts_with("https://"), "{}", gw.data_url);
 
     let mut roots = rustls::RootCertStore::empty();
@@ -65,6 +65,7 @@ async fn tls_clients_negotiate_h2_or_http1() {
         let req = http::Request::post("/v1/chat/completions")
             .header("content-type", "application/json")
             .header("host", "localhost")
+            .header("authorization", format!("Bearer {}", key_for(&gw.data_url).unwrap()))
             .body(Full::new(Bytes::from(serde_json::to_vec(&chat("m", false)).unwrap())))
             .unwrap();
         let res = if version == http::Version::HTTP_2 {
