@@ -120,7 +120,9 @@ impl Identity {
 
     /// Adds the roles `[roles]` maps this identity's groups to.
     pub fn apply_role_map(&mut self, map: &config::RolesConfig) {
-        for (role, groups) in [(Role::Admin, &map.admin), (Role::Auditor, &map.auditor), (Role::Approver, &map.approver)] {
+        for (role, groups) in
+            [(Role::Admin, &map.admin), (Role::Auditor, &map.auditor), (Role::Approver, &map.approver)]
+        {
             if !self.roles.contains(&role) && self.groups.iter().any(|g| groups.contains(g)) {
                 self.roles.push(role);
             }

@@ -4,6 +4,7 @@
 
 mod identity;
 mod lifecycle;
+mod oidc;
 mod proxy;
 mod support;
 mod timeouts;
