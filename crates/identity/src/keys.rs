@@ -624,6 +624,30 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
+    /// Per-request cost of a key check (stat of the store file, HMAC, constant-time compare).
+    /// `cargo test --release -p modelgate-identity keys::tests::timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing report, not a check"]
+    fn timing() {
+        let d = dir("timing");
+        let s = KeyStore::open(&d).unwrap();
+        for i in 0..1000 {
+            s.create(new_key(&format!("user{i}"))).unwrap();
+        }
+        let k = s.create(new_key("alice")).unwrap();
+        const N: u32 = 200_000;
+        for _ in 0..1000 {
+            s.verify(&k.secret).unwrap();
+        }
+        let started = std::time::Instant::now();
+        for _ in 0..N {
+            s.verify(&k.secret).unwrap();
+        }
+        let per = started.elapsed() / N;
+        println!("API key verify (1,001 keys in the store): {:.2} µs", per.as_secs_f64() * 1e6);
+        let _ = fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn last_used_is_flushed() {
         let d = dir("used");

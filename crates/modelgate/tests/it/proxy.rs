@@ -262,3 +262,49 @@ async fn model_lists_are_answered_from_all_upstreams() {
     // vLLM does not speak Ollama's API, so for Ollama clients qwen-7b is Ollama's.
     assert_eq!(names, ["gemma3:4b", "qwen-7b"]);
 }
+
+/// How long a streamed chunk takes from the upstream handing it over to the caller receiving it,
+/// direct and through the gateway. A report for BENCHMARKS.md, not a check (timing belongs in
+/// benchmarks): `cargo test --release -p modelgate --test it relay_lag -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing report, not a check"]
+async fn relay_lag() {
+    let m = MockServer::start(MockOptions::new(Flavor::OpenAi).with_delay(Duration::from_millis(5))).await;
+    let gw = gateway_for(&m, "");
+    let mut seen_so_far = 0;
+    for (name, base) in [("direct", m.url()), ("through modelgate", gw.data_url.clone())] {
+        let mut lags = Vec::new();
+        for _ in 0..5 {
+            let mut body = chat("mock-model", true);
+            body["stream_options"] = json!({"include_usage": true});
+            let url = format!("{base}/v1/chat/completions");
+            let res = testkit::client::send(json_req("POST", &url, &body, &[("x-mock-tokens", "200")])).await;
+            let got = read_timed(res.into_body()).await;
+            seen_so_far += 1;
+            let seen = &m.wait_requests(seen_so_far, SOON).await[seen_so_far - 1];
+            // Pair each received chunk with the sent chunk that completes it.
+            let mut ends = Vec::new();
+            let mut off = 0;
+            for c in &seen.chunks_sent {
+                off += c.len();
+                ends.push(off);
+            }
+            let mut received = 0;
+            for (arrived, bytes) in &got.chunks {
+                received += bytes.len();
+                let j = ends.iter().position(|&e| e >= received).unwrap();
+                lags.push(arrived.duration_since(seen.chunks_sent_at[j]));
+            }
+        }
+        lags.sort();
+        let pct = |p: f64| lags[((lags.len() - 1) as f64 * p) as usize];
+        println!(
+            "relay lag {name} over {} chunks: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+            lags.len(),
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            lags[lags.len() - 1]
+        );
+    }
+}
