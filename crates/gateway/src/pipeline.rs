@@ -377,10 +377,35 @@ struct Incoming_ {
     upload: Option<Incoming>,
 }
 
-/// Stage 1: a fresh, time-ordered request id.
+/// Stage 1: a fresh, time-ordered request id (UUIDv7). The random bits come from a per-thread
+/// SplitMix64 seeded once by std's hasher keys, not a `getrandom` syscall per request: request
+/// ids must be unique, not secret.
 fn assign_id() -> Arc<str> {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            h.finish()
+        });
+    }
+    let next = || {
+        STATE.with(|s| {
+            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&next().to_le_bytes());
+    random[8..].copy_from_slice(&next().to_le_bytes()[..2]);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let id = uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
-    Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf))
+    Arc::from(&*id.hyphenated().encode_lower(&mut buf))
 }
 
 /// The framing of a response, from its content type.
@@ -438,4 +463,18 @@ fn upstream_failure(
         src = s.source();
     }
     GatewayError::upstream_unavailable(format!("upstream \"{}\" failed: {detail}", upstream.name))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_v7_unique_and_time_ordered() {
+        let ids: Vec<_> = (0..10_000).map(|_| super::assign_id()).collect();
+        let parsed: Vec<uuid::Uuid> = ids.iter().map(|s| uuid::Uuid::parse_str(s).unwrap()).collect();
+        assert!(parsed.iter().all(|u| u.get_version_num() == 7));
+        let mut set = std::collections::HashSet::new();
+        assert!(parsed.iter().all(|u| set.insert(*u)), "duplicate request id");
+        let ts: Vec<u64> = parsed.iter().map(|u| u.get_timestamp().unwrap().to_unix().0).collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "ids not time-ordered by millisecond");
+    }
 }
