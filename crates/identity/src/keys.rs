@@ -7,8 +7,8 @@
 //!
 //! The store is a JSON file in the data dir, shared by the running gateway and the CLI. Writers
 //! take an exclusive file lock, write a temporary file, fsync and rename. Readers notice a new
-//! file by its metadata on the next key check, so a key created or revoked from the CLI takes
-//! effect on the running gateway's next request.
+//! file by its metadata (checked at most once per [`RECHECK_EVERY`]), so a key created or revoked
+//! from the CLI takes effect on the running gateway within a millisecond.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
