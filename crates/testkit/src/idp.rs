@@ -24,9 +24,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -178,7 +175,10 @@ impl TestIdp {
             discovery_fetches: AtomicUsize::new(0),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        let accept = tokio::spawn(crate::serve::accept_loop(listener, stop_rx, {
+            let shared = shared.clone();
+            move |req| handle(shared.clone(), req)
+        }));
         TestIdp { shared, addr, accept, _stop: stop_tx }
     }
 
@@ -364,31 +364,6 @@ fn jwks_of(shared: &Shared) -> Value {
     json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()})
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<()>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(_) => {
-                // e.g. EMFILE: back off briefly instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.changed() => {}
-            }
-        });
-    }
-}
-
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().strip_prefix(shared.path.as_str()).unwrap_or("");
     let route = match (req.method(), path) {
@@ -475,7 +450,7 @@ mod tests {
     }
 
     async fn get(url: &str) -> (StatusCode, Value) {
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http::<http_body_util::Empty<Bytes>>();
         let resp = client.get(url.parse().unwrap()).await.unwrap();
         let status = resp.status();

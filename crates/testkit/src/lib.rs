@@ -6,6 +6,7 @@ pub mod client;
 pub mod gateway;
 pub mod idp;
 pub mod mock;
+mod serve;
 
 pub use gateway::{GatewayProcess, TempDir, temp_dir};
 pub use idp::{Alg, TestIdp};

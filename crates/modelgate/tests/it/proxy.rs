@@ -74,6 +74,25 @@ fn calls(flavor: Flavor) -> Vec<(&'static str, &'static str, Value, bool)> {
     }
 }
 
+/// Pairs each chunk the client received with the index of the upstream chunk that completes it
+/// (the relayed bytes equal the sent bytes, so byte offsets line up).
+fn pair_chunks(got: &testkit::client::TimedBody, seen: &testkit::SeenRequest) -> Vec<(std::time::Instant, usize)> {
+    let mut ends = Vec::new();
+    let mut off = 0;
+    for c in &seen.chunks_sent {
+        off += c.len();
+        ends.push(off);
+    }
+    let mut received = 0;
+    got.chunks
+        .iter()
+        .map(|(arrived, bytes)| {
+            received += bytes.len();
+            (*arrived, ends.iter().position(|&e| e >= received).unwrap())
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn every_flavor_relays_the_upstreams_exact_bytes() {
     for flavor in [Flavor::OpenAi, Flavor::Vllm, Flavor::Ollama, Flavor::LlamaCpp, Flavor::Tgi, Flavor::Triton] {
@@ -117,18 +136,9 @@ async fn a_streamed_chunk_reaches_the_caller_before_the_upstream_sends_its_last(
     assert!(got.chunks[0].0 < *sent_at.last().unwrap(), "first chunk arrived only after the upstream's last was sent");
     // Each received chunk arrived before the upstream sent the chunk after the one it ends in:
     // nothing is held back waiting for more.
-    let mut ends = Vec::new();
-    let mut off = 0;
-    for c in &seen.chunks_sent {
-        off += c.len();
-        ends.push(off);
-    }
-    let mut received = 0;
-    for (arrived, bytes) in &got.chunks {
-        received += bytes.len();
-        let j = ends.iter().position(|&e| e >= received).unwrap();
+    for (arrived, j) in pair_chunks(&got, seen) {
         if j + 1 < sent_at.len() && sent_at[j + 1] - sent_at[j] >= Duration::from_millis(100) {
-            assert!(*arrived < sent_at[j + 1], "chunk ending at byte {received} was held back until the next one");
+            assert!(arrived < sent_at[j + 1], "a chunk ending in sent chunk {j} was held back until the next one");
         }
     }
 }
@@ -282,17 +292,7 @@ async fn relay_lag() {
             let got = read_timed(res.into_body()).await;
             seen_so_far += 1;
             let seen = &m.wait_requests(seen_so_far, SOON).await[seen_so_far - 1];
-            // Pair each received chunk with the sent chunk that completes it.
-            let mut ends = Vec::new();
-            let mut off = 0;
-            for c in &seen.chunks_sent {
-                off += c.len();
-                ends.push(off);
-            }
-            let mut received = 0;
-            for (arrived, bytes) in &got.chunks {
-                received += bytes.len();
-                let j = ends.iter().position(|&e| e >= received).unwrap();
+            for (arrived, j) in pair_chunks(&got, seen) {
                 lags.push(arrived.duration_since(seen.chunks_sent_at[j]));
             }
         }

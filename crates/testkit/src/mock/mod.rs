@@ -25,9 +25,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::Flavor;
@@ -197,7 +194,10 @@ impl MockServer {
             sleeping: AtomicBool::new(false),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        let accept = tokio::spawn(crate::serve::accept_loop(listener, stop_rx, {
+            let shared = shared.clone();
+            move |req| handle(shared.clone(), req)
+        }));
         Ok(MockServer { addr, shared, accept, _stop: stop_tx })
     }
 
@@ -270,31 +270,6 @@ impl MockServer {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: tokio::sync::watch::Receiver<()>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(_) => {
-                // e.g. EMFILE: back off briefly instead of spinning.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.changed() => {}
-            }
-        });
     }
 }
 
