@@ -192,13 +192,18 @@ async fn create_token(
         description: req.description,
         created_by: admin.subject.clone(),
     };
-    let created = s.auth.keys().create(new).map_err(|e| match e {
-        keys::KeyStoreError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
-        other => {
-            tracing::error!("creating a key failed: {other}");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed")
-        }
-    })?;
+    // The store locks, writes and fsyncs a file: off the async workers.
+    let store = s.auth.keys().clone();
+    let created = tokio::task::spawn_blocking(move || store.create(new))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed"))?
+        .map_err(|e| match e {
+            keys::KeyStoreError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            other => {
+                tracing::error!("creating a key failed: {other}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed")
+            }
+        })?;
     tracing::info!(by = %admin.subject, id = %created.record.id, subject = %created.record.subject, "key created");
     let mut v = keys::record_json(&created.record, keys::now_unix());
     v["secret"] = json!(created.secret);
@@ -212,15 +217,20 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let admin = require(&s, &headers, peer, Role::Admin).await?;
-    let r = s.auth.keys().revoke(&id).map_err(|e| match e {
-        keys::KeyStoreError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no key with id {id}"))
-        }
-        other => {
-            tracing::error!("revoking a key failed: {other}");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed")
-        }
-    })?;
+    let store = s.auth.keys().clone();
+    let revoke_id = id.clone();
+    let r = tokio::task::spawn_blocking(move || store.revoke(&revoke_id))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed"))?
+        .map_err(|e| match e {
+            keys::KeyStoreError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no key with id {id}"))
+            }
+            other => {
+                tracing::error!("revoking a key failed: {other}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the key store failed")
+            }
+        })?;
     tracing::info!(by = %admin.subject, id = %r.id, "key revoked");
     Ok(axum::Json(keys::record_json(&r, keys::now_unix())).into_response())
 }

@@ -90,7 +90,15 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = load_config(config_path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // One core (a container limit or a CPU pin): a current-thread runtime, which skips the
+    // work-stealing scheduler's cross-thread bookkeeping. More cores: one worker per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()
+    }
+    .context("starting the runtime")?;
     runtime.block_on(run(config, config_path.is_none()))
 }
 
@@ -122,8 +130,11 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
-            if let Err(e) = flusher.flush_last_used() {
-                tracing::warn!("saving key last-used times failed: {e}");
+            let store = flusher.clone();
+            match tokio::task::spawn_blocking(move || store.flush_last_used()).await {
+                Ok(Err(e)) => tracing::warn!("saving key last-used times failed: {e}"),
+                Err(e) => tracing::warn!("saving key last-used times failed: {e}"),
+                Ok(Ok(())) => {}
             }
         }
     });
