@@ -7,8 +7,8 @@
 //!
 //! The store is a JSON file in the data dir, shared by the running gateway and the CLI. Writers
 //! take an exclusive file lock, write a temporary file, fsync and rename. Readers notice a new
-//! file by its metadata (checked at most once per [`RECHECK_EVERY`]), so a key created or revoked
-//! from the CLI takes effect on the running gateway within a millisecond.
+//! file by its metadata on every key check, so a key created or revoked from the CLI takes
+//! effect on the running gateway's next request.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -40,8 +40,6 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 const STORE_FILE: &str = "keys.json";
 const LOCK_FILE: &str = "keys.lock";
 const HMAC_FILE: &str = "keys.hmac";
-/// Longest time a change made by another process (the CLI) goes unnoticed.
-pub const RECHECK_EVERY: Duration = Duration::from_millis(1);
 
 /// One issued key as stored (never the secret).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,14 +177,13 @@ struct FileSig {
 /// The key store of one data dir.
 pub struct KeyStore {
     dir: PathBuf,
+    file: PathBuf,
     hmac_key: [u8; 32],
     snapshot: RwLock<Arc<Snapshot>>,
     sig: Mutex<FileSig>,
     sig_len: AtomicU64,
     sig_ino: AtomicU64,
     sig_mtime: AtomicU64,
-    epoch: std::time::Instant,
-    checked_at: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -259,21 +256,20 @@ impl KeyStore {
         };
         let store = KeyStore {
             dir: dir.to_path_buf(),
+            file: dir.join(STORE_FILE),
             hmac_key,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             sig: Mutex::new(FileSig { len: u64::MAX, ..FileSig::default() }),
             sig_len: AtomicU64::new(u64::MAX),
             sig_ino: AtomicU64::new(0),
             sig_mtime: AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
-            checked_at: AtomicU64::new(0),
         };
         store.reload()?;
         Ok(Arc::new(store))
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join(STORE_FILE)
+        self.file.clone()
     }
 
     fn mac(&self, secret: &[u8]) -> [u8; 32] {
@@ -283,7 +279,7 @@ impl KeyStore {
     }
 
     fn file_sig(&self) -> Option<FileSig> {
-        let md = fs::metadata(self.path()).ok()?;
+        let md = fs::metadata(&self.file).ok()?;
         #[cfg(unix)]
         let ino = md.ino();
         #[cfg(not(unix))]
@@ -319,18 +315,9 @@ impl KeyStore {
         Ok(())
     }
 
-    /// Reloads when another process changed the file. The `stat` behind it costs about a
-    /// microsecond, so it runs at most once per [`RECHECK_EVERY`]: a key created or revoked by
-    /// another process applies to every request that starts 1 ms after the change.
-    fn refresh_if_changed(&self, force: bool) {
-        let now_ns = self.epoch.elapsed().as_nanos() as u64;
-        let last = self.checked_at.load(Ordering::Relaxed);
-        if !force
-            && (now_ns.saturating_sub(last) < RECHECK_EVERY.as_nanos() as u64
-                || self.checked_at.compare_exchange(last, now_ns, Ordering::Relaxed, Ordering::Relaxed).is_err())
-        {
-            return;
-        }
+    /// Reloads when another process changed the file: one `stat` (about a microsecond) per
+    /// key check, so a key created or revoked by the CLI applies to the very next request.
+    fn refresh_if_changed(&self) {
         let now = self.file_sig().unwrap_or_default();
         let same = now.len == self.sig_len.load(Ordering::Acquire)
             && now.ino == self.sig_ino.load(Ordering::Acquire)
@@ -347,7 +334,7 @@ impl KeyStore {
         if id.is_empty() || secret.is_empty() {
             return Err(AuthError::Malformed("modelgate key without a secret"));
         }
-        self.refresh_if_changed(false);
+        self.refresh_if_changed();
         let snap = self.snapshot.read().map(|s| s.clone()).map_err(|_| AuthError::UnknownKey)?;
         let mac = self.mac(secret.as_bytes());
         let Some(entry) = snap.by_id.get(id) else { return Err(AuthError::UnknownKey) };
@@ -379,7 +366,7 @@ impl KeyStore {
 
     /// All records, oldest first, with in-memory last-used times.
     pub fn list(&self) -> Vec<KeyRecord> {
-        self.refresh_if_changed(true);
+        self.refresh_if_changed();
         let Ok(snap) = self.snapshot.read().map(|s| s.clone()) else { return Vec::new() };
         let mut out: Vec<KeyRecord> = snap
             .by_id
@@ -611,26 +598,15 @@ mod tests {
         let d = dir("revoke");
         let gateway = KeyStore::open(&d).unwrap();
         let cli = KeyStore::open(&d).unwrap();
-        // The gateway looks at the file at most every RECHECK_EVERY: poll, with a deadline.
-        let settle = |secret: &str, want: Result<(), AuthError>| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                let got = gateway.verify(secret).map(|_| ());
-                if got == want {
-                    return;
-                }
-                assert!(std::time::Instant::now() < deadline, "still {got:?}, want {want:?}");
-                std::thread::yield_now();
-            }
-        };
+        // The very next check after each change sees it.
         let k = cli.create(new_key("bob")).unwrap();
-        settle(&k.secret, Ok(()));
+        assert!(gateway.verify(&k.secret).is_ok(), "a key created by another process is not seen");
         cli.revoke(&k.record.id).unwrap();
-        settle(&k.secret, Err(AuthError::Revoked));
+        assert_eq!(gateway.verify(&k.secret), Err(AuthError::Revoked));
         let mut short = new_key("carol");
         short.ttl = Some(Duration::ZERO);
         let e = cli.create(short).unwrap();
-        settle(&e.secret, Err(AuthError::KeyExpired));
+        assert_eq!(gateway.verify(&e.secret), Err(AuthError::KeyExpired));
         assert!(matches!(cli.revoke("nope"), Err(KeyStoreError::NotFound(_))));
         let _ = fs::remove_dir_all(&d);
     }
