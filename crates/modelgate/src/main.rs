@@ -150,6 +150,7 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
         );
     }
     tracing::info!(data_dir = %s.data_dir.display(), upstreams = config.upstreams.len(), "modelgate {} started", env!("CARGO_PKG_VERSION"));
+    let stop_signal = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Machine-readable lines on stdout; tests and scripts wait for them.
     println!("data listener: {scheme}://{data_addr}");
@@ -162,7 +163,7 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     };
     let ready = admin_state.clone();
     gateway::serve(data, tls, gw, opts, async move {
-        shutdown_signal().await;
+        stop_signal.await;
         ready.ready.store(false, Ordering::Release);
         tracing::info!("shutdown requested");
     })
@@ -176,23 +177,26 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGTERM and SIGINT handlers now (before the listener lines are printed, so a
+/// signal right after start is a graceful stop, not the default kill) and returns a future that
+/// resolves on the first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -66,12 +66,13 @@ fn gateway_process_reads_listener_lines() {
     let bin_dir = temp_dir("fake-bin");
     let bin = script(
         &bin_dir,
-        r#"echo "args: $*" >&2
+        // The trap comes before the listener lines: SIGTERM may follow them at once.
+        r#"trap 'echo got term >&2; exit 0' TERM
+echo "args: $*" >&2
 pwd >&2
 test -f modelgate.toml && echo "config present" >&2
 echo "data listener: http://127.0.0.1:4101"
 echo "admin listener: http://127.0.0.1:4102"
-trap 'echo got term >&2; exit 0' TERM
 while true; do sleep 0.05; done"#,
     );
     let mut gw = GatewayProcess::start(&bin, Some("[server]\n"), &["--x", "y"]);

@@ -113,3 +113,13 @@ async fn starts_with_embedded_defaults_and_no_config() {
     let (status, _, body) = call(json_req("POST", &url, &body, &[("authorization", &auth)])).await;
     assert!(status == 502, "{status} {}\n{}", String::from_utf8_lossy(&body), gw.stderr());
 }
+
+#[tokio::test]
+async fn sigterm_right_after_start_is_a_clean_stop() {
+    let m = mock(Flavor::OpenAi).await;
+    let mut gw = gateway_for(&m, "");
+    gw.signal_term();
+    let status = gw.wait_exit(SOON).expect("gateway did not exit after SIGTERM");
+    assert!(status.success(), "{status:?}: the signal was not handled\n{}", gw.stderr());
+    gw.wait_stderr("modelgate stopped", SOON);
+}
