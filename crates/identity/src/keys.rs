@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 #[cfg(unix)]
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -166,24 +166,17 @@ struct Snapshot {
     by_id: HashMap<String, Arc<Entry>>,
 }
 
-/// File identity used to notice changes made by another process.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct FileSig {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-}
-
 /// The key store of one data dir.
 pub struct KeyStore {
     dir: PathBuf,
     file: PathBuf,
     hmac_key: [u8; 32],
     snapshot: RwLock<Arc<Snapshot>>,
-    sig: Mutex<FileSig>,
-    sig_len: AtomicU64,
-    sig_ino: AtomicU64,
-    sig_mtime: AtomicU64,
+    /// The lock file, which also holds the store's generation: every writer bumps it in place
+    /// after replacing `keys.json`, so a reader notices any writer's change with one `pread`.
+    lock_file: File,
+    /// The generation the snapshot was loaded at.
+    seen_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -254,15 +247,19 @@ impl KeyStore {
             }
             Err(e) => return Err(io("reading", &hmac_path)(e)),
         };
+        let lock_path = dir.join(LOCK_FILE);
+        let mut opts = OpenOptions::new();
+        opts.create(true).truncate(false).read(true).write(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let lock_file = opts.open(&lock_path).map_err(io("opening", &lock_path))?;
         let store = KeyStore {
             dir: dir.to_path_buf(),
             file: dir.join(STORE_FILE),
             hmac_key,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
-            sig: Mutex::new(FileSig { len: u64::MAX, ..FileSig::default() }),
-            sig_len: AtomicU64::new(u64::MAX),
-            sig_ino: AtomicU64::new(0),
-            sig_mtime: AtomicU64::new(0),
+            lock_file,
+            seen_generation: AtomicU64::new(u64::MAX),
         };
         store.reload()?;
         Ok(Arc::new(store))
@@ -278,20 +275,22 @@ impl KeyStore {
         m.finalize().into_bytes().into()
     }
 
-    fn file_sig(&self) -> Option<FileSig> {
-        let md = fs::metadata(&self.file).ok()?;
+    /// The store's generation (0 before the first write).
+    fn generation(&self) -> u64 {
+        let mut b = [0u8; 8];
         #[cfg(unix)]
-        let ino = md.ino();
+        let n = std::os::unix::fs::FileExt::read_at(&self.lock_file, &mut b, 0).unwrap_or(0);
         #[cfg(not(unix))]
-        let ino = 0;
-        let mtime_ns = md.modified().ok()?.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-        Some(FileSig { len: md.len(), mtime_ns, ino })
+        let n = 0;
+        if n == 8 { u64::from_le_bytes(b) } else { 0 }
     }
 
     /// Reloads the records from disk.
     fn reload(&self) -> Result<(), KeyStoreError> {
         let path = self.path();
-        let sig = self.file_sig().unwrap_or_default();
+        // Read the generation first: a write that lands after it bumps it again, and the next
+        // check reloads once more.
+        let generation = self.generation();
         let file = read_store(&path)?;
         let mut by_id = HashMap::with_capacity(file.keys.len());
         let old = self.snapshot.read().map(|s| s.clone()).unwrap_or_default();
@@ -306,22 +305,15 @@ impl KeyStore {
         if let Ok(mut s) = self.snapshot.write() {
             *s = Arc::new(Snapshot { by_id });
         }
-        if let Ok(mut g) = self.sig.lock() {
-            *g = sig;
-        }
-        self.sig_len.store(sig.len, Ordering::Release);
-        self.sig_ino.store(sig.ino, Ordering::Release);
-        self.sig_mtime.store(sig.mtime_ns as u64, Ordering::Release);
+        self.seen_generation.store(generation, Ordering::Release);
         Ok(())
     }
 
-    /// Reloads when another process changed the file: one `stat` (about a microsecond) per
-    /// key check, so a key created or revoked by the CLI applies to the very next request.
+    /// Reloads when any writer (this process or the CLI) changed the store: one `pread` of
+    /// the generation per key check, so a key created or revoked by the CLI applies to the very
+    /// next request. (Without `pread`, every check reloads.)
     fn refresh_if_changed(&self) {
-        let now = self.file_sig().unwrap_or_default();
-        let same = now.len == self.sig_len.load(Ordering::Acquire)
-            && now.ino == self.sig_ino.load(Ordering::Acquire)
-            && now.mtime_ns as u64 == self.sig_mtime.load(Ordering::Acquire);
+        let same = cfg!(unix) && self.generation() == self.seen_generation.load(Ordering::Acquire);
         if !same && let Err(e) = self.reload() {
             tracing::error!("reloading the key store failed; keeping the keys in memory: {e}");
         }
@@ -391,6 +383,7 @@ impl KeyStore {
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&lock_path)
             .map_err(io("opening", &lock_path))?;
@@ -406,6 +399,13 @@ impl KeyStore {
         fs::rename(&tmp, &path).map_err(io("replacing", &path))?;
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
+        }
+        // Announce the new file to every reader (in place: the lock file is never replaced).
+        #[cfg(unix)]
+        {
+            let next = self.generation().wrapping_add(1);
+            std::os::unix::fs::FileExt::write_all_at(&lock, &next.to_le_bytes(), 0)
+                .map_err(io("writing", &lock_path))?;
         }
         drop(lock);
         self.reload()?;
@@ -549,6 +549,8 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("mg-keys-{tag}-{}-{}", std::process::id(), now_unix()));
