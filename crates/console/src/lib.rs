@@ -78,12 +78,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let kind = match self.status.as_u16() {
-            401 => "authentication_error",
-            403 => "permission_error",
-            400 | 404 => "invalid_request_error",
-            _ => "server_error",
-        };
+        let kind = gateway::error::error_type(self.status.as_u16());
         let body = json!({"error": {"message": self.message, "type": kind, "code": self.code}}).to_string();
         let mut res = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

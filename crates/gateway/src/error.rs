@@ -18,6 +18,19 @@ pub enum Blame {
     Gateway,
 }
 
+/// The OpenAI error `type` for a status: the one mapping for the data path and the admin API.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        400 | 404 | 413 | 431 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        502 => "upstream_error",
+        _ => "server_error",
+    }
+}
+
 /// A data-path error, mapped to a status and an OpenAI-style error body.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -93,15 +106,7 @@ impl GatewayError {
 
     /// The OpenAI `type` that SDKs surface.
     pub fn kind(&self) -> &'static str {
-        match self.status.as_u16() {
-            400 | 404 | 413 | 431 => "invalid_request_error",
-            401 => "authentication_error",
-            403 => "permission_error",
-            429 => "rate_limit_error",
-            504 => "timeout_error",
-            502 => "upstream_error",
-            _ => "server_error",
-        }
+        error_type(self.status.as_u16())
     }
 
     /// The JSON body of SPEC section 8.

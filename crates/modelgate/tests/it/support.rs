@@ -111,3 +111,12 @@ pub fn error_code(body: &[u8]) -> String {
 pub fn chat(model: &str, stream: bool) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello there gateway"}], "stream": stream})
 }
+
+/// Splits a relayed stream at its closing `event: error` frame: the text before it, and the
+/// frame's error code and JSON.
+pub fn stream_error(text: &str) -> (&str, String, &str) {
+    let (before, event) =
+        text.split_once("event: error\ndata: ").unwrap_or_else(|| panic!("no error event in {text:?}"));
+    let event = event.trim_end();
+    (before, error_code(event.as_bytes()), event)
+}
