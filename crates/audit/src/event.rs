@@ -518,10 +518,38 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// A fresh UUIDv7.
+/// A fresh UUIDv7 as a lower-case hyphenated string.
 pub fn new_event_id() -> String {
     let mut buf = uuid::Uuid::encode_buffer();
-    uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf).to_string()
+    uuid_v7().hyphenated().encode_lower(&mut buf).to_string()
+}
+
+/// A fresh, time-ordered UUIDv7. The random bits come from a per-thread SplitMix64 seeded once
+/// by std's hasher keys, not a `getrandom` syscall per id: ids must be unique, not secret.
+pub fn uuid_v7() -> uuid::Uuid {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            h.finish()
+        });
+    }
+    let next = || {
+        STATE.with(|s| {
+            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&next().to_le_bytes());
+    random[8..].copy_from_slice(&next().to_le_bytes()[..2]);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid()
 }
 
 #[cfg(test)]

@@ -16,29 +16,7 @@ pub use content::Recording;
 pub use event::{Actor, Change, Content, Event, EventType, Family, GenAi, Outcome, Policy, Resource};
 pub use writer::{Audit, CutOff, Entry, Opened, Ticket, Unavailable, WriterConfig, append_local};
 
-/// When a record must be durable relative to the exchange (SPEC section 5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Request record durable before forwarding; completion durable before the final byte.
-    #[default]
-    Strict,
-    /// Request record durable before the first response byte; completion by group commit.
-    Balanced,
-    /// Best effort, bounded queue, drops counted in `audit.gap`.
-    Async,
-}
-
-impl Durability {
-    /// The config name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Strict => "strict",
-            Durability::Balanced => "balanced",
-            Durability::Async => "async",
-        }
-    }
-}
+pub use config::{Durability, Recording as RecordingLevel};
 
 #[cfg(test)]
 mod tests;

@@ -39,10 +39,24 @@ default = true
 # models = ["llama-3-70b", "qwen*"]
 # api_key_env = "VLLM_API_KEY"     # or api_key_file = "/run/secrets/vllm"; never inline
 # stream_usage = true              # ask for usage on streams; the extra chunk is dropped if unasked
+# durability = "balanced"          # overrides [audit] durability for this upstream
+# recording = "metadata"           # overrides [audit] recording for this upstream
 
 # [[upstreams]]                    # example: Triton reached under a path prefix
 # name = "triton"
 # url = "http://10.0.0.7:8000"
 # flavor = "triton"
 # prefix = "/triton"
+
+# The audit trail (SPEC sections 4 and 5; DURABILITY.md). Every call is recorded in
+# data_dir/audit.db, hash-chained and signed; `modelgate audit verify` checks it.
+[audit]
+durability = "strict"              # strict: request record fsync'd before forwarding, completion
+                                   #   before the final response byte | balanced: no response byte
+                                   #   before the request record is fsync'd | async: best effort
+recording = "full"                 # full: request and response bodies stored (compressed) | metadata
+max_recorded_bytes = "1MiB"        # per body and direction; longer bodies are cut and marked
+queue_limit = 65536                # records waiting for the writer before callers wait (async: drops)
+checkpoint_every = 10000           # a signed checkpoint after this many events...
+checkpoint_interval = "30s"        # ...or this long, whichever comes first
 "#;

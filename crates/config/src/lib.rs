@@ -31,6 +31,78 @@ pub struct Config {
     /// Groups mapped to admin roles.
     #[serde(default)]
     pub roles: RolesConfig,
+    /// The audit trail: durability and recording.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// When an exchange's audit records must be durable (SPEC section 5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// The request record is fsync'd before forwarding; the completion before the final byte.
+    #[default]
+    Strict,
+    /// Forwarding starts at once; no response byte before the request record is fsync'd; the
+    /// completion follows by group commit.
+    Balanced,
+    /// Best effort with a bounded queue; drops are counted in `audit.gap`.
+    Async,
+}
+
+impl Durability {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Strict => "strict",
+            Durability::Balanced => "balanced",
+            Durability::Async => "async",
+        }
+    }
+}
+
+/// What of an exchange is recorded beside the chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recording {
+    /// Request and response bodies (streams with chunk timing), compressed.
+    #[default]
+    Full,
+    /// Events only.
+    Metadata,
+}
+
+/// `[audit]`: durability, recording and the writer's bounds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Default durability mode; an upstream may override it.
+    pub durability: Durability,
+    /// Default recording level; an upstream may override it.
+    pub recording: Recording,
+    /// Per body and direction, bytes recorded before the recording is cut (marked truncated).
+    #[serde(deserialize_with = "de_size")]
+    pub max_recorded_bytes: u64,
+    /// Records queued for the writer before `strict`/`balanced` callers wait and `async` drops.
+    pub queue_limit: usize,
+    /// A signed checkpoint after this many events...
+    pub checkpoint_every: u64,
+    /// ...or after this long with new events, whichever comes first.
+    #[serde(deserialize_with = "de_duration")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            durability: Durability::Strict,
+            recording: Recording::Full,
+            max_recorded_bytes: 1024 * 1024,
+            queue_limit: 65_536,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[identity]`: OIDC issuers and gateway-issued keys.
@@ -218,6 +290,10 @@ pub struct UpstreamConfig {
     /// (`stream_options.include_usage`) and drop the extra chunk if the caller did not ask.
     #[serde(default = "yes")]
     pub stream_usage: bool,
+    /// Durability of this upstream's exchanges, overriding `[audit] durability`.
+    pub durability: Option<Durability>,
+    /// Recording of this upstream's exchanges, overriding `[audit] recording`.
+    pub recording: Option<Recording>,
 }
 
 /// A configuration problem, naming the key's path.
@@ -263,6 +339,7 @@ impl Default for Config {
             upstreams: default_upstreams(),
             identity: IdentityConfig::default(),
             roles: RolesConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -283,6 +360,8 @@ fn default_upstreams() -> Vec<UpstreamConfig> {
         api_key_env: None,
         api_key_file: None,
         stream_usage: true,
+        durability: None,
+        recording: None,
     }]
 }
 
@@ -401,6 +480,15 @@ impl Config {
             {
                 return Err(ConfigError::new(at("jwks_uri"), "must be https:// (http:// only for loopback issuers)"));
             }
+        }
+        if self.audit.queue_limit == 0 {
+            return Err(ConfigError::new("audit.queue_limit", "must be greater than 0"));
+        }
+        if self.audit.checkpoint_every == 0 {
+            return Err(ConfigError::new("audit.checkpoint_every", "must be greater than 0"));
+        }
+        if self.audit.checkpoint_interval.is_zero() {
+            return Err(ConfigError::new("audit.checkpoint_interval", "must be greater than 0"));
         }
         if let Some(tls) = &s.tls {
             if tls.cert_file.as_os_str().is_empty() {

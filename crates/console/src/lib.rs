@@ -14,6 +14,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use audit::{Actor, Audit, Entry, Event, EventType, Outcome, Resource};
 use gateway::Metrics;
 use identity::authn::Authenticator;
 use identity::keys::{self, NewKey};
@@ -34,12 +35,22 @@ pub struct AdminState {
     pub auth: Arc<Authenticator>,
     /// Set once the data listener serves, cleared when shutdown begins.
     pub ready: AtomicBool,
+    /// The audit trail: admin actions and refusals are recorded; readiness follows its health.
+    pub audit: Arc<Audit>,
 }
 
 impl AdminState {
     /// New state, not ready yet.
-    pub fn new(metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> Arc<AdminState> {
-        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false) })
+    pub fn new(metrics: Arc<Metrics>, auth: Arc<Authenticator>, audit: Arc<Audit>) -> Arc<AdminState> {
+        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false), audit })
+    }
+
+    /// Records an admin action and waits until it is durable (or the store failed; the record
+    /// is then kept for the retry and the failure logged).
+    async fn record(&self, event: Event) {
+        if self.audit.submit_waiting(Entry::event(event)).await.is_err() {
+            tracing::error!("an admin action's audit record is not durable yet; it is kept for retry");
+        }
     }
 }
 
@@ -51,6 +62,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(OPEN_ROUTES[2], get(metrics))
         .route("/admin/v1/tokens", get(list_tokens).post(create_token))
         .route("/admin/v1/tokens/{id}", delete(revoke_token))
+        .route("/admin/v1/checkpoints/latest", get(latest_checkpoint))
         .fallback(not_found)
         .with_state(state)
 }
@@ -91,10 +103,22 @@ impl IntoResponse for ApiError {
 
 /// Authenticates the caller and checks `role`; the reason for a refusal goes to the log only.
 async fn require(state: &AdminState, headers: &HeaderMap, peer: SocketAddr, role: Role) -> Result<Identity, ApiError> {
-    let id = state.auth.authenticate(headers, Some(peer.ip())).await.map_err(|e| {
-        tracing::info!(reason = e.reason(), src_ip = %peer.ip(), "admin authentication failed: {e}");
-        ApiError::new(StatusCode::UNAUTHORIZED, "authentication_failed", "authentication failed")
-    })?;
+    let id = match state.auth.authenticate(headers, Some(peer.ip())).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::info!(reason = e.reason(), src_ip = %peer.ip(), "admin authentication failed: {e}");
+            let mut ev = Event::new(EventType::AuthFailure, Outcome::Denied).actor(Arc::new(Actor {
+                src_ip: Some(peer.ip().to_string()),
+                user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+                ..Actor::default()
+            }));
+            ev.status_code = Some(401);
+            ev.reason = Some(e.reason().to_string());
+            ev.resource = Some(Resource { id: None, kind: "admin_api".into(), upstream: None });
+            state.audit.submit(Entry::event(ev));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication_failed", "authentication failed"));
+        }
+    };
     if !id.has_role(role) {
         tracing::info!(subject = %id.subject, role = role.name(), "admin request refused: role missing");
         return Err(ApiError::new(
@@ -111,7 +135,10 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
+    if s.audit.is_failed() {
+        let body = r#"{"status":"not_ready","reason":"audit_unavailable"}"#;
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body)
+    } else if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"not_ready"}"#)
@@ -200,6 +227,7 @@ async fn create_token(
             }
         })?;
     tracing::info!(by = %admin.subject, id = %created.record.id, subject = %created.record.subject, "key created");
+    s.record(token_event(EventType::TokenCreated, &admin, &created.record)).await;
     let mut v = keys::record_json(&created.record, keys::now_unix());
     v["secret"] = json!(created.secret);
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
@@ -227,5 +255,31 @@ async fn revoke_token(
             }
         })?;
     tracing::info!(by = %admin.subject, id = %r.id, "key revoked");
+    s.record(token_event(EventType::TokenRevoked, &admin, &r)).await;
     Ok(axum::Json(keys::record_json(&r, keys::now_unix())).into_response())
+}
+
+/// A `token.created` or `token.revoked` event: who did it to which key (never the secret).
+pub fn token_event(kind: EventType, by: &Identity, key: &keys::KeyRecord) -> Event {
+    let mut e = Event::new(kind, Outcome::Success).actor(Arc::new(Actor::from_identity(by)));
+    e.action = Some(if kind == EventType::TokenCreated { "token.create" } else { "token.revoke" }.into());
+    e.resource = Some(Resource { id: Some(key.id.clone()), kind: "token".into(), upstream: None });
+    e.details = Some(json!({
+        "subject": key.subject,
+        "groups": key.groups,
+        "roles": key.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+    }));
+    e
+}
+
+async fn latest_checkpoint(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require(&s, &headers, peer, Role::Auditor).await?;
+    match s.audit.latest_checkpoint() {
+        Some(c) => Ok(axum::Json(c).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no checkpoint yet")),
+    }
 }

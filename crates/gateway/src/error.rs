@@ -104,6 +104,17 @@ impl GatewayError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "gateway_unavailable", Blame::Gateway, true, message)
     }
 
+    /// 503: the audit store fails closed; nothing proceeds unaudited (SPEC section 5).
+    pub fn audit_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            Blame::Gateway,
+            true,
+            "the audit trail cannot record this call right now; retry later",
+        )
+    }
+
     /// The OpenAI `type` that SDKs surface.
     pub fn kind(&self) -> &'static str {
         error_type(self.status.as_u16())

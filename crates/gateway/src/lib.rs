@@ -9,6 +9,7 @@ pub mod headers;
 pub mod metrics;
 mod models;
 pub mod pipeline;
+pub mod record;
 pub mod relay;
 pub mod route;
 pub mod server;

@@ -122,7 +122,15 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
+        Self::with_audit(None)
+    }
+
+    /// Creates and registers every metric, the audit writer's included.
+    pub fn with_audit(audit: Option<&audit::metrics::AuditMetrics>) -> Metrics {
         let mut registry = Registry::with_prefix("modelgate");
+        if let Some(a) = audit {
+            a.register(&mut registry);
+        }
         let requests = Family::<ExchangeLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration: Hist<ExchangeLabels> = Family::new_with_constructor(seconds_hist);

@@ -7,11 +7,18 @@
 //! 3. gateway answers — `/v1/models` and `/api/tags` are served from all upstreams ([`crate::models`]);
 //! 4. `read_request`  — prefix routing, endpoint lookup, bounded body read (413) or capped upload;
 //! 5. `classify`      — action, model, streaming, usage shape ([`protocols::classify`]);
-//!    (detect, authorize, approval hold, mask and record slot in here, in that order)
+//!    (detect, authorize, approval hold and mask slot in here, in that order)
 //! 6. `route`         — the upstream for the model or path (404 when none);
-//! 7. `forward`       — credentials swapped, hop-by-hop headers dropped, sent on the pooled client
-//!    under the connect and first-byte timeouts (502/504);
-//! 8. `relay`         — the response streamed back frame by frame ([`crate::relay::RelayBody`]).
+//! 7. `record`        — the request record, durable per the route's mode ([`crate::record`]):
+//!    `strict` waits for its fsync here (503 `audit_unavailable` when the store fails closed);
+//! 8. `forward`       — credentials swapped, hop-by-hop headers dropped, sent on the pooled client
+//!    under the connect and first-byte timeouts (502/504); `balanced` awaits the request
+//!    record's fsync before the response head goes back;
+//! 9. `relay`         — the response streamed back frame by frame ([`crate::relay::RelayBody`]),
+//!    recorded, and closed by the completion record (`strict`: durable before the final byte).
+//!
+//! Every refusal or failure after authentication is recorded too: a request record (when none
+//! was written yet) and a completion with the error's status and code.
 //!
 //! They are plain async functions rather than boxed tower layers: the sequence is fixed, each
 //! stage's output is the next one's input, and the hot path stays free of per-layer boxing.
@@ -28,14 +35,15 @@ use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
-use identity::Identity;
+use audit::{Actor, Entry, Outcome};
 use identity::authn::Authenticator;
 use protocols::{Action, BodyUse, Classification, Endpoint, Framing, ResponseObserver, UsageShape};
 
 use crate::error::GatewayError;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::metrics::{ExchangeLabels, Label, Metrics};
-use crate::relay::{Finisher, RelayBody, RelayOptions};
+use crate::record::{Exchange, Recorder, RequestFacts, RouteAudit, completion_event, request_entry};
+use crate::relay::{CompletionSink, Finisher, RelayBody, RelayOptions};
 use crate::route::Router;
 use crate::upload::{CappedUpload, read_bounded};
 use crate::upstream::{self, Upstream, UpstreamBody, UpstreamClient};
@@ -73,6 +81,7 @@ pub struct Gateway {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     auth: Arc<Authenticator>,
+    pub(crate) recorder: Arc<Recorder>,
     none: Label,
 }
 
@@ -89,7 +98,12 @@ pub enum BuildError {
 
 impl Gateway {
     /// Builds the data path from a validated config: resolves upstream keys, creates the pool.
-    pub fn build(config: &Config, metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> Result<Arc<Gateway>, BuildError> {
+    pub fn build(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        auth: Arc<Authenticator>,
+        audit: Arc<audit::Audit>,
+    ) -> Result<Arc<Gateway>, BuildError> {
         let s = &config.server;
         let limits = Limits {
             max_request_bytes: s.max_request_bytes,
@@ -103,7 +117,8 @@ impl Gateway {
         let router = Router::new(upstream::build_all(config)?);
         let client = upstream::client(limits.connect)?;
         let none = metrics.none();
-        Ok(Arc::new(Gateway { router, client, metrics, limits, auth, none }))
+        let recorder = Arc::new(Recorder::new(audit, config));
+        Ok(Arc::new(Gateway { router, client, metrics, limits, auth, recorder, none }))
     }
 
     /// The metrics this gateway records.
@@ -125,7 +140,10 @@ impl Gateway {
             upstream: self.none.clone(),
             model: self.none.clone(),
             action: Action::Unknown,
-            caller: None,
+            actor: None,
+            exchange: None,
+            route: self.recorder.route(None),
+            refused: false,
         };
         let res = match self.exchange(req, remote, &mut ctx).await {
             Ok(res) => res,
@@ -143,6 +161,7 @@ impl Gateway {
                     "{}",
                     err.message
                 );
+                self.record_failure(&mut ctx, &err);
                 err.to_response(&ctx.id, |b| Either::Left(Full::new(b)))
             }
         };
@@ -155,11 +174,15 @@ impl Gateway {
         remote: SocketAddr,
         ctx: &mut Ctx,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        ctx.caller = Some(self.authenticate(&req, remote, ctx).await?);
+        let caller = self.authenticate(&req, remote, ctx).await?;
+        ctx.actor = Some(Arc::new(Actor::from_identity(&caller)));
         if req.method() == Method::GET && matches!(req.uri().path(), "/v1/models" | "/api/tags") {
-            return crate::models::answer(self, req.uri().path(), &ctx.id).await;
+            ctx.action = Action::ReadModels;
+            let res = crate::models::answer(self, req.uri().path(), &ctx.id).await?;
+            self.record_answered(ctx, req.headers(), &res);
+            return Ok(res);
         }
-        let incoming = self.read_request(req).await?;
+        let incoming = self.read_request(req, ctx).await?;
         let class =
             protocols::classify(incoming.endpoint, &incoming.path, incoming.query.as_deref(), incoming.json.as_deref())
                 .map_err(|e| GatewayError::malformed(format!("the request body is not valid JSON: {e}")))?;
@@ -167,7 +190,110 @@ impl Gateway {
         ctx.model = self.metrics.model_label(class.model.as_deref());
         let upstream = self.route(&incoming, &class)?;
         ctx.upstream = Label(upstream.name.clone());
-        self.forward(incoming, class, upstream, ctx).await
+        ctx.route = self.recorder.route(Some(&upstream.name));
+        let ticket = self.record_request(&incoming, &class, &upstream, ctx).await?;
+        self.forward(incoming, class, upstream, ticket, ctx).await
+    }
+
+    /// Stage 7: the request record. `strict` returns once it is durable; `balanced` returns the
+    /// ticket the response waits on; `async` has queued it.
+    async fn record_request(
+        &self,
+        req: &Incoming_,
+        class: &Classification,
+        upstream: &Upstream,
+        ctx: &mut Ctx,
+    ) -> Result<Option<audit::Ticket>, GatewayError> {
+        let Some(actor) = ctx.actor.clone() else { return Ok(None) };
+        let declared = req.parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        let facts = RequestFacts {
+            request_id: &ctx.id,
+            actor,
+            headers: &req.parts.headers,
+            class: Some(class),
+            action: class.action,
+            upstream: Some((&upstream.name, upstream.flavor.name())),
+            body: req.json.as_ref(),
+            bytes_in: req.json.as_ref().map(|b| b.len() as u64).or(declared),
+        };
+        let (entry, exchange) = request_entry(facts, ctx.route.full, self.recorder.cap());
+        if self.recorder.audit().is_failed() && ctx.route.durability != audit::Durability::Async {
+            // Refused before anything was queued: counted in the outage event, not recorded.
+            self.recorder.audit().note_refused();
+            ctx.refused = true;
+            return Err(GatewayError::audit_unavailable());
+        }
+        ctx.exchange = Some(exchange);
+        self.recorder.request(ctx.route, entry).await
+    }
+
+    /// Records an exchange the gateway answered itself (`/v1/models`, `/api/tags`).
+    fn record_answered(&self, ctx: &mut Ctx, headers: &http::HeaderMap, res: &Response<ResponseBody>) {
+        let Some(actor) = ctx.actor.clone() else { return };
+        let facts = RequestFacts {
+            request_id: &ctx.id,
+            actor,
+            headers,
+            class: None,
+            action: ctx.action,
+            upstream: None,
+            body: None,
+            bytes_in: None,
+        };
+        let (entry, exchange) = request_entry(facts, false, 0);
+        self.recorder.later(ctx.route, entry);
+        let mut done = completion_event(&exchange, Outcome::Success);
+        done.status_code = Some(res.status().as_u16());
+        done.end = Some("completed".into());
+        done.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
+        done.bytes_out = res.body().size_hint().exact();
+        self.recorder.later(ctx.route, Entry::event(done));
+        let labels = ctx.labels(res.status().as_u16());
+        self.metrics.request(&labels);
+        self.metrics.duration(&labels, ctx.start.elapsed());
+    }
+
+    /// Records a refused or failed exchange: its request record when none was written yet, and
+    /// a completion carrying the error.
+    fn record_failure(&self, ctx: &mut Ctx, err: &GatewayError) {
+        if ctx.refused || err.code == "authentication_failed" {
+            return;
+        }
+        let Some(actor) = ctx.actor.clone() else { return };
+        let exchange = match ctx.exchange.take() {
+            Some(x) => x,
+            None => {
+                let headers = http::HeaderMap::new();
+                let facts = RequestFacts {
+                    request_id: &ctx.id,
+                    actor,
+                    headers: &headers,
+                    class: None,
+                    action: ctx.action,
+                    upstream: None,
+                    body: None,
+                    bytes_in: None,
+                };
+                let (entry, exchange) = request_entry(facts, false, 0);
+                self.recorder.later(ctx.route, entry);
+                exchange
+            }
+        };
+        let outcome = if err.status.is_server_error() { Outcome::Failure } else { Outcome::Denied };
+        let outcome = if err.status.as_u16() == 503 { Outcome::Error } else { outcome };
+        let mut done = completion_event(&exchange, outcome);
+        done.status_code = Some(err.status.as_u16());
+        done.reason = Some(err.code.to_string());
+        done.end = Some(
+            match err.code {
+                "upstream_timeout" => "timeout",
+                "upstream_unavailable" => "upstream_error",
+                _ => "completed",
+            }
+            .into(),
+        );
+        done.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
+        self.recorder.later(ctx.route, Entry::event(done));
     }
 
     /// Stage 2: who is calling. The precise reason for a refusal goes to the log and metrics;
@@ -177,11 +303,12 @@ impl Gateway {
         req: &Request<Incoming>,
         remote: SocketAddr,
         ctx: &Ctx,
-    ) -> Result<Identity, GatewayError> {
+    ) -> Result<identity::Identity, GatewayError> {
         match self.auth.authenticate(req.headers(), Some(remote.ip())).await {
             Ok(id) => Ok(id),
             Err(e) => {
                 self.metrics.auth_failure(e.reason());
+                self.recorder.auth_failure(&ctx.id, req.headers(), remote, e.reason());
                 tracing::info!(request_id = &*ctx.id, src_ip = %remote.ip(), reason = e.reason(), "authentication failed: {e}");
                 Err(GatewayError::unauthenticated())
             }
@@ -189,7 +316,7 @@ impl Gateway {
     }
 
     /// Stage 4: splits the request, applies prefix routing and reads the body per the endpoint.
-    async fn read_request(&self, req: Request<Incoming>) -> Result<Incoming_, GatewayError> {
+    async fn read_request(&self, req: Request<Incoming>, ctx: &mut Ctx) -> Result<Incoming_, GatewayError> {
         let (parts, body) = req.into_parts();
         // The listener's read buffer bounds memory, but a head that arrives in one read can pass
         // it; the configured limit is enforced here, exactly.
@@ -205,6 +332,7 @@ impl Gateway {
         };
         let endpoint = protocols::lookup(&parts.method, &path)
             .filter(|e| prefixed.as_ref().is_none_or(|u| e.flavors.contains(u.flavor)));
+        ctx.action = endpoint.map_or(Action::Unknown, |e| e.action);
         let declared =
             parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let query = parts.uri.query().map(str::to_string);
@@ -244,6 +372,7 @@ impl Gateway {
         req: Incoming_,
         class: Classification,
         upstream: Arc<Upstream>,
+        ticket: Option<audit::Ticket>,
         ctx: &mut Ctx,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let Incoming_ { parts, path, query, json, upload, .. } = req;
@@ -325,6 +454,10 @@ impl Gateway {
             }
         };
         let upstream_latency = sent.elapsed();
+        if let Some(t) = ticket {
+            // `balanced`: no response byte before the request record is durable.
+            t.await.map_err(|_| GatewayError::audit_unavailable())?;
+        }
 
         let framing = response_framing(&rparts.headers);
         let drop_usage = drop_usage && framing == Framing::Sse;
@@ -337,7 +470,15 @@ impl Gateway {
         let labels = ctx.labels(rparts.status.as_u16());
         self.metrics.request(&labels);
         self.metrics.head(&labels, upstream_latency, ctx.start.elapsed().saturating_sub(upstream_latency));
-        let finisher = Finisher::new(self.metrics.clone(), labels, ctx.start, ctx.id.clone());
+        let status = rparts.status.as_u16();
+        let sink = ctx.exchange.take().map(|exchange| CompletionSink {
+            recorder: self.recorder.clone(),
+            route: ctx.route,
+            exchange,
+            status,
+            output: ctx.route.full.then(|| audit::Recording::stream(self.recorder.cap())),
+        });
+        let finisher = Finisher::new(self.metrics.clone(), labels, ctx.start, ctx.id.clone(), sink);
         let opts = RelayOptions { idle: self.limits.idle, deadline, framing, rewrites: drop_usage };
         let body = RelayBody::new(rbody, first, observer, opts, upstream.name.clone(), finisher);
         Ok(Response::from_parts(rparts, Either::Right(body)))
@@ -351,8 +492,14 @@ struct Ctx {
     upstream: Label,
     model: Label,
     action: Action,
-    /// Who is calling, once authenticated; later layers (policy, audit) key on it.
-    caller: Option<Identity>,
+    /// Who is calling, once authenticated, as the audit actor.
+    actor: Option<Arc<Actor>>,
+    /// The request record's template, once it was sent.
+    exchange: Option<Exchange>,
+    /// The route's audit settings.
+    route: RouteAudit,
+    /// Refused by a failing-closed store before anything was recorded.
+    refused: bool,
 }
 
 impl Ctx {
@@ -377,35 +524,10 @@ struct Incoming_ {
     upload: Option<Incoming>,
 }
 
-/// Stage 1: a fresh, time-ordered request id (UUIDv7). The random bits come from a per-thread
-/// SplitMix64 seeded once by std's hasher keys, not a `getrandom` syscall per request: request
-/// ids must be unique, not secret.
+/// Stage 1: a fresh, time-ordered request id (UUIDv7, see [`audit::event::uuid_v7`]).
 fn assign_id() -> Arc<str> {
-    use std::cell::Cell;
-    use std::hash::{BuildHasher, Hasher};
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-            h.finish()
-        });
-    }
-    let next = || {
-        STATE.with(|s| {
-            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            s.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
-    };
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&next().to_le_bytes());
-    random[8..].copy_from_slice(&next().to_le_bytes()[..2]);
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let id = uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
-    Arc::from(&*id.hyphenated().encode_lower(&mut buf))
+    Arc::from(&*audit::event::uuid_v7().hyphenated().encode_lower(&mut buf))
 }
 
 /// The framing of a response, from its content type.

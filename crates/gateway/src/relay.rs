@@ -2,8 +2,11 @@
 //!
 //! Architecture invariant: nothing here waits for more than the frame in hand. A data frame is
 //! handed to the caller as soon as the upstream's arrives; only the usage observer may hold back a
-//! partial SSE event, and only when it must drop the usage chunk the gateway asked for.
+//! partial SSE event, and only when it must drop the usage chunk the gateway asked for. The one
+//! other hold is `strict` durability's: the frame that ends the response (or the end of a chunked
+//! body) waits until the completion record is durable.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -16,8 +19,11 @@ use pin_project_lite::pin_project;
 use protocols::{Framing, ResponseObserver, Usage};
 use tokio::time::{Sleep, sleep_until};
 
+use audit::{Durability, Entry, Outcome as AuditOutcome, Recording, Ticket};
+
 use crate::error::GatewayError;
 use crate::metrics::{ExchangeLabels, Metrics};
+use crate::record::{Exchange, Recorder, RouteAudit, completion_event};
 
 /// How an exchange ended (SPEC section 4, `end`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +65,44 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
+/// Where an exchange's completion record goes, and the response recording on its way there.
+pub(crate) struct CompletionSink {
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) route: RouteAudit,
+    pub(crate) exchange: Exchange,
+    pub(crate) status: u16,
+    pub(crate) output: Option<Recording>,
+}
+
+impl CompletionSink {
+    /// Sends the completion record; under `strict` with the response intact, returns the ticket
+    /// the final byte waits on.
+    fn send(self, o: &Outcome, error: Option<&'static str>) -> Option<Ticket> {
+        let outcome = match (o.end, self.status) {
+            (End::Completed, s) if s < 400 => AuditOutcome::Success,
+            _ => AuditOutcome::Failure,
+        };
+        let mut e = completion_event(&self.exchange, outcome);
+        e.status_code = Some(self.status);
+        e.end = Some(o.end.as_str().to_string());
+        e.reason = error.map(str::to_string);
+        e.latency_ms = Some(o.duration.as_millis() as u64);
+        e.ttft_ms = o.ttft.map(|d| d.as_millis() as u64);
+        e.bytes_out = Some(o.bytes_out);
+        let g = e.gen_ai.get_or_insert_with(Default::default);
+        g.usage_input_tokens = o.usage.input_tokens;
+        g.usage_output_tokens = o.usage.output_tokens;
+        g.response_finish_reasons = o.usage.finish_reasons.clone();
+        g.response_model = o.usage.response_model.clone();
+        let entry = Entry { event: e, input: None, output: self.output };
+        if self.route.durability == Durability::Strict && o.end == End::Completed {
+            return Some(self.recorder.audit().submit_waiting(entry));
+        }
+        self.recorder.later(self.route, entry);
+        None
+    }
+}
+
 /// Runs once when an exchange's response is over, however it ended (side effects outlive the
 /// client: a dropped body still reports `client_disconnected`).
 pub(crate) struct Finisher {
@@ -66,18 +110,39 @@ pub(crate) struct Finisher {
     labels: ExchangeLabels,
     start: Instant,
     request_id: Arc<str>,
+    sink: Option<CompletionSink>,
     done: bool,
 }
 
 impl Finisher {
-    pub(crate) fn new(metrics: Arc<Metrics>, labels: ExchangeLabels, start: Instant, request_id: Arc<str>) -> Self {
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        labels: ExchangeLabels,
+        start: Instant,
+        request_id: Arc<str>,
+        sink: Option<CompletionSink>,
+    ) -> Self {
         metrics.open_streams(&labels.upstream, 1);
-        Finisher { metrics, labels, start, request_id, done: false }
+        Finisher { metrics, labels, start, request_id, sink, done: false }
     }
 
-    fn finish(&mut self, end: End, bytes_out: u64, usage: Usage, ttft: Option<Duration>, error: Option<&'static str>) {
+    /// Records a chunk sent to the caller.
+    fn record(&mut self, chunk: &Bytes) {
+        if let Some(r) = self.sink.as_mut().and_then(|s| s.output.as_mut()) {
+            r.push(chunk, Some(self.start.elapsed().as_millis() as u64));
+        }
+    }
+
+    fn finish(
+        &mut self,
+        end: End,
+        bytes_out: u64,
+        usage: Usage,
+        ttft: Option<Duration>,
+        error: Option<&'static str>,
+    ) -> Option<Ticket> {
         if std::mem::replace(&mut self.done, true) {
-            return;
+            return None;
         }
         let m = &self.metrics;
         m.open_streams(&self.labels.upstream, -1);
@@ -88,6 +153,7 @@ impl Finisher {
             m.error(&self.labels.upstream, &self.labels.model, self.labels.action, code);
         }
         let outcome = Outcome { end, bytes_out, usage, ttft, duration };
+        let ticket = self.sink.take().and_then(|s| s.send(&outcome, error));
         tracing::debug!(
             request_id = &*self.request_id,
             upstream = &*self.labels.upstream.0,
@@ -101,13 +167,14 @@ impl Finisher {
             duration_ms = outcome.duration.as_millis() as u64,
             "exchange finished"
         );
+        ticket
     }
 }
 
 impl Drop for Finisher {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(End::ClientDisconnected, 0, Usage::default(), None, Some("client_disconnected"));
+            let _ = self.finish(End::ClientDisconnected, 0, Usage::default(), None, Some("client_disconnected"));
         }
     }
 }
@@ -147,6 +214,8 @@ pin_project! {
         abort: Option<GatewayError>,
         flushed: bool,
         done: bool,
+        // `strict`: the last frame (or the end) held until the completion record is durable.
+        hold: Option<(Ticket, Option<Frame<Bytes>>)>,
         finisher: Finisher,
     }
 }
@@ -164,9 +233,10 @@ impl RelayBody {
         let now = tokio::time::Instant::now();
         let done = first.is_none() && inner.is_end_stream();
         let mut finisher = finisher;
+        let mut hold = None;
         if done {
-            // An empty body is never polled: the exchange is complete already.
-            finisher.finish(End::Completed, 0, Usage::default(), None, None);
+            // An empty body: the completion is written now; under `strict` the end waits for it.
+            hold = finisher.finish(End::Completed, 0, Usage::default(), None, None).map(|t| (t, None));
         }
         RelayBody {
             inner,
@@ -185,23 +255,24 @@ impl RelayBody {
             abort: None,
             flushed: false,
             done,
+            hold,
             finisher,
         }
     }
 }
 
 impl RelayBody {
-    fn finish(self: Pin<&mut Self>, end: End, error: Option<&'static str>) {
+    fn finish(self: Pin<&mut Self>, end: End, error: Option<&'static str>) -> Option<Ticket> {
         let this = self.project();
         let usage = this.observer.as_ref().map(|o| o.usage().clone()).unwrap_or_default();
-        this.finisher.finish(end, *this.bytes_out, usage, *this.ttft, error);
+        this.finisher.finish(end, *this.bytes_out, usage, *this.ttft, error)
     }
 
     /// Ends the stream with an error: a last frame in the stream's framing, then a body error so
     /// the caller's connection shows the response as incomplete.
     fn fail(mut self: Pin<&mut Self>, err: GatewayError, end: End) -> Poll<Option<Result<Frame<Bytes>, GatewayError>>> {
         tracing::warn!(request_id = &*self.request_id, upstream = &*self.upstream, code = err.code, "{}", err.message);
-        self.as_mut().finish(end, Some(err.code));
+        let _ = self.as_mut().finish(end, Some(err.code));
         let this = self.project();
         *this.done = true;
         match err.stream_frame(*this.framing, this.request_id) {
@@ -228,6 +299,19 @@ impl Body for RelayBody {
                     return Poll::Pending;
                 }
                 return Poll::Ready(this.abort.take().map(Err));
+            }
+            if let Some((ticket, _)) = this.hold.as_mut() {
+                let durable = ready!(Pin::new(ticket).poll(cx));
+                let held = this.hold.take().and_then(|(_, frame)| frame);
+                return match durable {
+                    Ok(()) => Poll::Ready(held.map(Ok)),
+                    Err(_) => {
+                        // The record of this answer could be lost: the caller must not hold it
+                        // whole. The body breaks off instead of ending.
+                        tracing::error!(request_id = &**this.request_id, "completion record not durable; response cut");
+                        Poll::Ready(Some(Err(GatewayError::audit_unavailable())))
+                    }
+                };
             }
             if *this.done {
                 return Poll::Ready(None);
@@ -262,9 +346,12 @@ impl Body for RelayBody {
                                     *this.ttft = Some(this.start.elapsed());
                                 }
                                 *this.bytes_out += out.len() as u64;
+                                this.finisher.record(&out);
                             }
-                            if ended {
-                                self.as_mut().finish(End::Completed, None);
+                            if ended && let Some(ticket) = self.as_mut().finish(End::Completed, None) {
+                                let frame = (!out.is_empty()).then(|| Frame::data(out));
+                                *self.as_mut().project().hold = Some((ticket, frame));
+                                continue;
                             }
                             if out.is_empty() {
                                 continue;
@@ -289,8 +376,15 @@ impl Body for RelayBody {
                     if this.ttft.is_none() && !tail.is_empty() {
                         *this.ttft = Some(this.start.elapsed());
                     }
-                    self.as_mut().finish(End::Completed, None);
-                    return if tail.is_empty() { Poll::Ready(None) } else { Poll::Ready(Some(Ok(Frame::data(tail)))) };
+                    if !tail.is_empty() {
+                        this.finisher.record(&tail);
+                    }
+                    let frame = (!tail.is_empty()).then(|| Frame::data(tail));
+                    if let Some(ticket) = self.as_mut().finish(End::Completed, None) {
+                        *self.as_mut().project().hold = Some((ticket, frame));
+                        continue;
+                    }
+                    return Poll::Ready(frame.map(Ok));
                 }
                 Poll::Pending => {
                     if this.deadline.poll(cx).is_ready() {
@@ -309,7 +403,7 @@ impl Body for RelayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.abort.is_none()
+        self.done && self.abort.is_none() && self.hold.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -99,13 +99,89 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()
     }
     .context("starting the runtime")?;
-    runtime.block_on(run(config, config_path.is_none()))
+    let config_text = match config_path {
+        Some(p) => std::fs::read(p).unwrap_or_default(),
+        None => b"embedded defaults".to_vec(),
+    };
+    runtime.block_on(run(config, config_path, &config_text))
 }
 
-async fn run(config: Config, embedded: bool) -> Result<()> {
+/// Opens the audit trail and writes what a start must record: `gateway.start`,
+/// `config.loaded`, and `gateway.recovered` when a crash left exchanges open.
+async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[u8]) -> Result<Arc<audit::Audit>> {
+    use audit::{Actor, Entry, Event, EventType, Outcome};
+    let s = &config.server;
+    let a = &config.audit;
+    let mut wc = audit::WriterConfig::gateway(&s.data_dir);
+    wc.queue_limit = a.queue_limit;
+    wc.checkpoint_every = a.checkpoint_every;
+    wc.checkpoint_interval = a.checkpoint_interval;
+    let (trail, opened) = audit::Audit::open(wc).context("opening the audit trail")?;
+    if opened.key_created {
+        println!("audit signing key created: ed25519 {}", opened.fingerprint);
+    } else {
+        println!("audit signing key: ed25519 {}", opened.fingerprint);
+    }
+    let system = Arc::new(Actor::system());
+    let mut start = Event::new(EventType::GatewayStart, Outcome::Success).actor(system.clone());
+    start.details = Some(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "key_fingerprint": opened.fingerprint,
+    }));
+    trail.submit(Entry::event(start));
+    let mut loaded = Event::new(EventType::ConfigLoaded, Outcome::Success).actor(system.clone());
+    loaded.resource = Some(audit::Resource {
+        id: Some(config_path.map_or_else(|| "embedded".to_string(), |p| p.display().to_string())),
+        kind: "config".into(),
+        upstream: None,
+    });
+    loaded.change = Some(audit::Change {
+        after_hash: Some(format!("sha256:{}", audit::canonical::hex(&<sha2::Sha256 as sha2::Digest>::digest(config_text)))),
+        before_hash: None,
+        diff: None,
+    });
+    loaded.details = Some(serde_json::json!({
+        "durability": a.durability.as_str(),
+        "recording": if a.recording == config::Recording::Full { "full" } else { "metadata" },
+        "upstreams": config.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+    }));
+    trail.submit(Entry::event(loaded));
+    if !opened.cut_off.is_empty() {
+        let mut e = Event::new(EventType::GatewayRecovered, Outcome::Unknown).actor(system);
+        e.end = Some("gateway_restart".into());
+        e.reason = Some("exchanges left without a completion by a crash".into());
+        let list: Vec<serde_json::Value> = opened
+            .cut_off
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "request_id": c.request_id,
+                    "event_type": c.event_type,
+                    "action": c.action,
+                    "writer_id": c.writer_id,
+                    "outcome": "unknown",
+                    "end": "gateway_restart",
+                })
+            })
+            .collect();
+        e.details = Some(serde_json::json!({ "count": list.len(), "exchanges": list }));
+        tracing::warn!(count = opened.cut_off.len(), "exchanges cut off by an earlier crash; see gateway.recovered");
+        let ticket = trail.submit_waiting(Entry::event(e));
+        // Mark the crashed writers reported only once the event is durable.
+        if ticket.await.is_ok() {
+            audit::Audit::mark_recovered(&s.data_dir, &opened.cut_off).context("marking crashed writers recovered")?;
+        }
+    }
+    Ok(trail)
+}
+
+async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> Result<()> {
+    let embedded = config_path.is_none();
     let s = &config.server;
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
-    let metrics = Arc::new(gateway::Metrics::new());
+    let trail = open_audit(&config, config_path, config_text).await?;
+    let metrics = Arc::new(gateway::Metrics::with_audit(Some(trail.metrics())));
     let keys = identity::keys::KeyStore::open(&s.data_dir).context("opening the key store")?;
     if let Some(path) = keys.ensure_admin_token().context("creating the admin token")? {
         // The path, never the token.
@@ -114,7 +190,7 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     let oidc = identity::oidc::OidcVerifier::new(&config.identity.oidc).context("setting up OIDC issuers")?;
     oidc.start();
     let auth = Arc::new(identity::authn::Authenticator::new(keys.clone(), oidc, config.roles.clone()));
-    let gw = gateway::Gateway::build(&config, metrics.clone(), auth.clone())?;
+    let gw = gateway::Gateway::build(&config, metrics.clone(), auth.clone(), trail.clone())?;
     let tls = s.tls.as_ref().map(gateway::tls_acceptor).transpose()?;
     let data = TcpListener::bind(s.listen).await.with_context(|| format!("binding server.listen {}", s.listen))?;
     let admin = TcpListener::bind(s.admin_listen)
@@ -124,7 +200,7 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     let admin_addr = admin.local_addr()?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin_state = console::AdminState::new(metrics, auth);
+    let admin_state = console::AdminState::new(metrics, auth, trail.clone());
     let flusher = keys.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -173,6 +249,10 @@ async fn run(config: Config, embedded: bool) -> Result<()> {
     if let Err(e) = keys.flush_last_used() {
         tracing::warn!("saving key last-used times failed: {e}");
     }
+    let stop = audit::Event::new(audit::EventType::GatewayStop, audit::Outcome::Success)
+        .actor(Arc::new(audit::Actor::system()));
+    // Blocks this thread briefly: everything else has stopped.
+    trail.close(Some(stop));
     tracing::info!("modelgate stopped");
     Ok(())
 }

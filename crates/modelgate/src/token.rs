@@ -110,6 +110,25 @@ fn local_user() -> String {
     )
 }
 
+/// Appends a token event to the data dir's audit trail as the local OS user (its own writer).
+fn record_local(dir: &Path, kind: audit::EventType, key: &keys::KeyRecord) -> Result<()> {
+    let who = identity::Identity {
+        subject: local_user().trim_start_matches("local:").to_string(),
+        issuer: "os".into(),
+        kind: Kind::Human,
+        display: None,
+        groups: Vec::new(),
+        auth_method: identity::AuthMethod::Local,
+        credential_id: None,
+        src_ip: None,
+        user_agent: None,
+        roles: Vec::new(),
+    };
+    audit::append_local(dir, vec![console::token_event(kind, &who, key)])
+        .with_context(|| format!("recording the change in the audit trail of {}", dir.display()))?;
+    Ok(())
+}
+
 fn local(cmd: TokenCommand, dir: &Path) -> Result<()> {
     let store = KeyStore::open(dir).with_context(|| format!("opening the key store in {}", dir.display()))?;
     let now = keys::now_unix();
@@ -125,6 +144,7 @@ fn local(cmd: TokenCommand, dir: &Path) -> Result<()> {
                 created_by: local_user(),
             };
             let created = store.create(new)?;
+            record_local(dir, audit::EventType::TokenCreated, &created.record)?;
             let mut v = keys::record_json(&created.record, now);
             v["secret"] = json!(created.secret);
             print_created(&v, json);
@@ -135,6 +155,7 @@ fn local(cmd: TokenCommand, dir: &Path) -> Result<()> {
         }
         TokenCommand::Revoke { id } => {
             let r = store.revoke(&id)?;
+            record_local(dir, audit::EventType::TokenRevoked, &r)?;
             println!("revoked key {} ({})", r.id, r.subject);
         }
     }
