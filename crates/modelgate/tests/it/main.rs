@@ -2,6 +2,7 @@
 //! model servers, over loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod identity;
 mod lifecycle;
 mod oidc;

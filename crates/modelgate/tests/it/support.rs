@@ -120,3 +120,110 @@ pub fn stream_error(text: &str) -> (&str, String, &str) {
     let event = event.trim_end();
     (before, error_code(event.as_bytes()), event)
 }
+
+/// Every audit event in a data dir, in chain order, as stored (the canonical JSON plus `hash`).
+pub fn audit_events(data_dir: &Path) -> Vec<Value> {
+    let db = data_dir.join("audit.db");
+    let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
+    conn.busy_timeout(SOON).unwrap();
+    let mut st = conn.prepare("SELECT canonical, hex(hash) FROM events ORDER BY seq").unwrap();
+    st.query_map([], |r| {
+        let bytes: Vec<u8> = r.get(0)?;
+        let hash: String = r.get(1)?;
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        v["hash"] = Value::String(hash.to_lowercase());
+        Ok(v)
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The events of one exchange (by `request_id`).
+pub fn exchange_events(data_dir: &Path, request_id: &str) -> Vec<Value> {
+    audit_events(data_dir).into_iter().filter(|e| e["request_id"] == request_id).collect()
+}
+
+/// Polls until `f` returns `Some`, or panics after [`SOON`] with `what`.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + SOON;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+        poll_pause();
+    }
+}
+
+/// A short pause between polls.
+#[allow(clippy::disallowed_methods)]
+fn poll_pause() {
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+/// The content stored under a `content:<id>` reference: the decompressed body and the timing.
+pub fn stored_content(data_dir: &Path, reference: &str) -> (Vec<u8>, Option<String>) {
+    let id: i64 = reference.strip_prefix("content:").unwrap().parse().unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(data_dir.join("audit.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let (codec, data, timing): (String, Vec<u8>, Option<String>) = conn
+        .query_row("SELECT codec, data, timing FROM content WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(codec, "lz4");
+    let size = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+    let body = lz4_decompress(&data[4..], size);
+    (body, timing)
+}
+
+/// A minimal LZ4 block decoder (the test reads the store without the audit crate's code).
+fn lz4_decompress(input: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    let mut i = 0;
+    while i < input.len() {
+        let token = input[i];
+        i += 1;
+        let mut lit = (token >> 4) as usize;
+        if lit == 15 {
+            loop {
+                let b = input[i];
+                i += 1;
+                lit += b as usize;
+                if b != 255 {
+                    break;
+                }
+            }
+        }
+        out.extend_from_slice(&input[i..i + lit]);
+        i += lit;
+        if i >= input.len() {
+            break;
+        }
+        let offset = u16::from_le_bytes([input[i], input[i + 1]]) as usize;
+        i += 2;
+        let mut len = (token & 15) as usize;
+        if len == 15 {
+            loop {
+                let b = input[i];
+                i += 1;
+                len += b as usize;
+                if b != 255 {
+                    break;
+                }
+            }
+        }
+        len += 4;
+        let start = out.len() - offset;
+        for k in 0..len {
+            let b = out[start + k];
+            out.push(b);
+        }
+    }
+    assert_eq!(out.len(), size);
+    out
+}
