@@ -1,5 +1,6 @@
 -- wrk script: POST a fixed ~1 KiB chat request. BENCH_BODY (a file) and BENCH_AUTH (a gateway
--- key, optional) come from the environment. When wrk is done it prints one machine-readable
+-- key, optional) come from the environment; BENCH_UPSTREAM_DELAY_MS asks the mock upstream to
+-- wait that long before its response head (a model's time to first byte). When wrk is done it prints one machine-readable
 -- line (exact counts, latencies in µs) that scripts/bench parses instead of wrk's rounded text.
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.method = "POST"
@@ -9,6 +10,11 @@ wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. auth
+end
+
+local delay = os.getenv("BENCH_UPSTREAM_DELAY_MS")
+if delay and delay ~= "" and delay ~= "0" then
+  wrk.headers["x-mock-head-delay-ms"] = delay
 end
 
 function done(summary, latency, requests)

@@ -295,6 +295,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     if let Some(fixed) = &shared.opts.fixed_body
         && parts.method == Method::POST
     {
+        // Benchmarks of a slow model: the head waits, the body is the fixed one.
+        if let Some(ms) = header_num(&parts.headers, "x-mock-head-delay-ms") {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let reply = flavors::Reply::Raw(StatusCode::OK, Some("application/json".to_owned()), fixed.clone());
         return Ok(body::respond(reply, track, Controls::default()));
     }
