@@ -118,11 +118,7 @@ pub struct Encoded {
 pub fn encode(r: &Recording) -> Encoded {
     let body = r.body();
     let timing = r.timing_text();
-    let mut salt = [0u8; 16];
-    if getrandom::fill(&mut salt).is_err() {
-        // Without an OS RNG the salt is a fresh UUIDv7's bytes: still unique, less secret.
-        salt = *uuid::Uuid::now_v7().as_bytes();
-    }
+    let salt = fresh_salt();
     let digest = digest(&salt, &body, timing.as_deref());
     Encoded {
         salt,
@@ -132,6 +128,31 @@ pub fn encode(r: &Recording) -> Encoded {
         timing,
         truncated: r.truncated(),
     }
+}
+
+/// 16 unpredictable bytes: SHA-256 of a per-process secret seed (from the OS RNG, once) and a
+/// counter, so a salt costs a hash rather than a `getrandom` syscall per body.
+fn fresh_salt() -> [u8; 16] {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<[u8; 32]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = SEED.get_or_init(|| {
+        let mut s = [0u8; 32];
+        if getrandom::fill(&mut s).is_err() {
+            // No OS RNG: unique but guessable salts; the digests still bind the content.
+            s[..16].copy_from_slice(uuid::Uuid::now_v7().as_bytes());
+        }
+        s
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(n.to_le_bytes());
+    let out = h.finalize();
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&out[..16]);
+    salt
 }
 
 /// The content digest of SPEC section 4's `content.*_digest`.

@@ -142,6 +142,9 @@ pub struct Opened {
     pub key_created: bool,
     /// Exchanges left without a completion by crashed writers.
     pub cut_off: Vec<CutOff>,
+    /// Gateway writers that neither stopped cleanly nor were reported yet (crashed runs), even
+    /// when they left no exchange open.
+    pub crashed: Vec<String>,
 }
 
 struct Item {
@@ -204,8 +207,10 @@ impl Audit {
         let head = store.head()?;
         store.register_writer(&writer_id, cfg.kind, head.seq, &now_rfc3339())?;
         let mut cut_off = Vec::new();
+        let mut crashed = Vec::new();
         if cfg.kind == "gateway" {
             for (w, from) in store.crashed_writers(&writer_id)? {
+                crashed.push(w.clone());
                 for (request_id, event_type, action) in store.open_exchanges(&w, from)? {
                     cut_off.push(CutOff { request_id, event_type, action, writer_id: w.clone() });
                 }
@@ -248,17 +253,14 @@ impl Audit {
             .map_err(OpenError::Thread)?;
         let _ = shared.thread.set(handle.thread().clone());
         let audit = Arc::new(Audit { shared, thread: Mutex::new(Some(handle)), gateway_id, writer_id });
-        Ok((audit, Opened { fingerprint, key_created, cut_off }))
+        Ok((audit, Opened { fingerprint, key_created, cut_off, crashed }))
     }
 
-    /// Marks the crashed writers reported (after their `gateway.recovered` event is durable).
-    pub fn mark_recovered(data_dir: &Path, cut_off: &[CutOff]) -> Result<(), StoreError> {
+    /// Marks crashed writers reported (after their `gateway.recovered` event is durable).
+    pub fn mark_recovered(data_dir: &Path, writers: &[String]) -> Result<(), StoreError> {
         let store = Store::open_writer(data_dir)?;
-        let mut seen = std::collections::BTreeSet::new();
-        for c in cut_off {
-            if seen.insert(&c.writer_id) {
-                store.mark_recovered(&c.writer_id)?;
-            }
+        for w in writers {
+            store.mark_recovered(w)?;
         }
         Ok(())
     }
@@ -541,23 +543,9 @@ impl WriterThread {
             }
             Err(e) => {
                 tracing::error!("audit write failed, failing closed: {e}");
-                for i in &mut items {
-                    if let Some(tx) = i.done.take() {
-                        let _ = tx.send(Err(Unavailable));
-                        self.shared.refused.fetch_add(1, Ordering::Relaxed);
-                        m.refused.inc();
-                    }
-                }
-                // The generated gap and outage events are made afresh on the next try.
-                if has_outage {
-                    items.pop();
-                }
-                if gap > 0 {
-                    items.retain(|i| i.entry.event.event_type != "audit.gap");
-                    self.shared.gap.fetch_add(gap, Ordering::Relaxed);
-                }
-                self.kept = items;
-                self.trim_kept();
+                // Fail closed before any ticket fails: a caller refused now must find the store
+                // failed (`/readyz` 503, new calls refused) once its 503 arrives, and a new
+                // outage counts this batch's refusals too.
                 let now = Instant::now();
                 match &mut self.outage {
                     Some(o) => o.next_try = now + RETRY_INTERVAL,
@@ -573,6 +561,23 @@ impl WriterThread {
                         m.fail_closed.set(1);
                     }
                 }
+                for i in &mut items {
+                    if let Some(tx) = i.done.take() {
+                        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                        m.refused.inc();
+                        let _ = tx.send(Err(Unavailable));
+                    }
+                }
+                // The generated gap and outage events are made afresh on the next try.
+                if has_outage {
+                    items.pop();
+                }
+                if gap > 0 {
+                    items.retain(|i| i.entry.event.event_type != "audit.gap");
+                    self.shared.gap.fetch_add(gap, Ordering::Relaxed);
+                }
+                self.kept = items;
+                self.trim_kept();
             }
         }
     }

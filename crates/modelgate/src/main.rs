@@ -137,7 +137,10 @@ async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[
         upstream: None,
     });
     loaded.change = Some(audit::Change {
-        after_hash: Some(format!("sha256:{}", audit::canonical::hex(&<sha2::Sha256 as sha2::Digest>::digest(config_text)))),
+        after_hash: Some(format!(
+            "sha256:{}",
+            audit::canonical::hex(&<sha2::Sha256 as sha2::Digest>::digest(config_text))
+        )),
         before_hash: None,
         diff: None,
     });
@@ -147,7 +150,7 @@ async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[
         "upstreams": config.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
     }));
     trail.submit(Entry::event(loaded));
-    if !opened.cut_off.is_empty() {
+    if !opened.crashed.is_empty() {
         let mut e = Event::new(EventType::GatewayRecovered, Outcome::Unknown).actor(system);
         e.end = Some("gateway_restart".into());
         e.reason = Some("exchanges left without a completion by a crash".into());
@@ -165,12 +168,19 @@ async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[
                 })
             })
             .collect();
-        e.details = Some(serde_json::json!({ "count": list.len(), "exchanges": list }));
-        tracing::warn!(count = opened.cut_off.len(), "exchanges cut off by an earlier crash; see gateway.recovered");
+        e.details = Some(serde_json::json!({
+            "count": list.len(),
+            "exchanges": list,
+            "crashed_writers": opened.crashed,
+        }));
+        tracing::warn!(
+            count = opened.cut_off.len(),
+            "the previous run did not stop cleanly; exchanges it left open are listed in gateway.recovered"
+        );
         let ticket = trail.submit_waiting(Entry::event(e));
         // Mark the crashed writers reported only once the event is durable.
         if ticket.await.is_ok() {
-            audit::Audit::mark_recovered(&s.data_dir, &opened.cut_off).context("marking crashed writers recovered")?;
+            audit::Audit::mark_recovered(&s.data_dir, &opened.crashed).context("marking crashed writers recovered")?;
         }
     }
     Ok(trail)
