@@ -8,8 +8,10 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod content;
 pub mod event;
+pub mod export;
 pub mod metrics;
 pub mod store;
+pub mod verify;
 pub mod writer;
 
 pub use content::Recording;

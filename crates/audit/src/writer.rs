@@ -150,6 +150,8 @@ pub struct Opened {
 struct Item {
     entry: Box<Entry>,
     done: Option<oneshot::Sender<Result<(), Unavailable>>>,
+    /// What the record says instead when its durability wait fails (outcome, reason).
+    if_refused: Option<(Outcome, &'static str)>,
 }
 
 #[derive(Default)]
@@ -309,7 +311,7 @@ impl Audit {
                     && let Some(entry) = entry.take()
                 {
                     let (tx, rx) = oneshot::channel();
-                    q.items.push(Item { entry, done: Some(tx) });
+                    q.items.push(Item { entry, done: Some(tx), if_refused: None });
                     let depth = q.items.len();
                     drop(q);
                     self.shared.metrics.queue_depth.set(depth as i64);
@@ -329,14 +331,23 @@ impl Audit {
 
     /// Queues a record nobody waits for but that must not be lost.
     pub fn submit(&self, entry: Entry) {
-        self.push(Item { entry: Box::new(entry), done: None });
+        self.push(Item { entry: Box::new(entry), done: None, if_refused: None });
     }
 
     /// Queues a record and returns a ticket for it, without the fail-fast and bound of
     /// [`Audit::durable`] (a `strict` completion whose exchange is already under way).
     pub fn submit_waiting(&self, entry: Entry) -> Ticket {
         let (tx, rx) = oneshot::channel();
-        self.push(Item { entry: Box::new(entry), done: Some(tx) });
+        self.push(Item { entry: Box::new(entry), done: Some(tx), if_refused: None });
+        Ticket(rx)
+    }
+
+    /// Like [`Audit::submit_waiting`]; when the wait fails, the record is kept for the retry
+    /// with `outcome` and `reason` instead of its own (the caller was refused, so a record saying
+    /// "success" would be false).
+    pub fn submit_waiting_or(&self, entry: Entry, outcome: Outcome, reason: &'static str) -> Ticket {
+        let (tx, rx) = oneshot::channel();
+        self.push(Item { entry: Box::new(entry), done: Some(tx), if_refused: Some((outcome, reason)) });
         Ticket(rx)
     }
 
@@ -349,7 +360,7 @@ impl Audit {
             self.shared.metrics.gap.inc();
             return;
         }
-        q.items.push(Item { entry: Box::new(entry), done: None });
+        q.items.push(Item { entry: Box::new(entry), done: None, if_refused: None });
         let depth = q.items.len();
         drop(q);
         self.shared.metrics.queue_depth.set(depth as i64);
@@ -433,7 +444,7 @@ impl WriterThread {
                 let mut e = Event::new(EventType::AuditGap, Outcome::Failure).actor(Arc::new(Actor::system()));
                 e.reason = Some("async_queue_full".into());
                 e.details = Some(json!({ "dropped": gap }));
-                items.push(Item { entry: Box::new(Entry::event(e)), done: None });
+                items.push(Item { entry: Box::new(Entry::event(e)), done: None, if_refused: None });
             }
             let outage_event = self.outage.as_ref().map(|o| {
                 let refused = self.shared.refused.load(Ordering::Relaxed).saturating_sub(o.refused_at_start);
@@ -449,7 +460,7 @@ impl WriterThread {
             });
             let has_outage = outage_event.is_some();
             if let Some(e) = outage_event {
-                items.push(Item { entry: Box::new(Entry::event(e)), done: None });
+                items.push(Item { entry: Box::new(Entry::event(e)), done: None, if_refused: None });
             }
             if items.is_empty() {
                 if stop {
@@ -563,6 +574,12 @@ impl WriterThread {
                 }
                 for i in &mut items {
                     if let Some(tx) = i.done.take() {
+                        if let Some((outcome, reason)) = i.if_refused.take() {
+                            let e = &mut i.entry.event;
+                            e.outcome = outcome;
+                            e.reason = Some(reason.to_string());
+                            e.code = recode(&e.code, outcome);
+                        }
                         self.shared.refused.fetch_add(1, Ordering::Relaxed);
                         m.refused.inc();
                         let _ = tx.send(Err(Unavailable));
@@ -706,4 +723,13 @@ pub fn append_local(data_dir: &Path, events: Vec<Event>) -> Result<Vec<Event>, S
     )?;
     store.mark_stopped(&writer_id)?;
     Ok(events)
+}
+
+/// A stable code with the severity suffix of another outcome (`MG-INF-002I` → `MG-INF-002E`).
+fn recode(code: &str, outcome: Outcome) -> String {
+    let fresh = EventType::AuditGap.code(outcome);
+    match (code.get(..code.len().saturating_sub(1)), fresh.chars().last()) {
+        (Some(stem), Some(sev)) if !stem.is_empty() => format!("{stem}{sev}"),
+        _ => code.to_string(),
+    }
 }

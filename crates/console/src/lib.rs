@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use audit::{Actor, Audit, Entry, Event, EventType, Outcome, Resource};
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use audit::{Actor, Audit, Entry, Event, EventType, Outcome, Resource};
 use gateway::Metrics;
 use identity::authn::Authenticator;
 use identity::keys::{self, NewKey};
@@ -37,12 +37,20 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The audit trail: admin actions and refusals are recorded; readiness follows its health.
     pub audit: Arc<Audit>,
+    /// Whether any route fails closed (`strict`/`balanced`); when all are `async`, a failing
+    /// store does not make the gateway unready, as it keeps serving.
+    pub fails_closed: bool,
 }
 
 impl AdminState {
     /// New state, not ready yet.
-    pub fn new(metrics: Arc<Metrics>, auth: Arc<Authenticator>, audit: Arc<Audit>) -> Arc<AdminState> {
-        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false), audit })
+    pub fn new(
+        metrics: Arc<Metrics>,
+        auth: Arc<Authenticator>,
+        audit: Arc<Audit>,
+        fails_closed: bool,
+    ) -> Arc<AdminState> {
+        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false), audit, fails_closed })
     }
 
     /// Records an admin action and waits until it is durable (or the store failed; the record
@@ -135,7 +143,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
-    if s.audit.is_failed() {
+    if s.fails_closed && s.audit.is_failed() {
         let body = r#"{"status":"not_ready","reason":"audit_unavailable"}"#;
         (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body)
     } else if s.ready.load(Ordering::Acquire) {

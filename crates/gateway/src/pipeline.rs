@@ -29,13 +29,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use audit::{Actor, Entry, Outcome};
 use bytes::Bytes;
 use config::Config;
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
-use audit::{Actor, Entry, Outcome};
 use identity::authn::Authenticator;
 use protocols::{Action, BodyUse, Classification, Endpoint, Framing, ResponseObserver, UsageShape};
 
@@ -191,8 +191,14 @@ impl Gateway {
         let upstream = self.route(&incoming, &class)?;
         ctx.upstream = Label(upstream.name.clone());
         ctx.route = self.recorder.route(Some(&upstream.name));
-        let ticket = self.record_request(&incoming, &class, &upstream, ctx).await?;
-        self.forward(incoming, class, upstream, ticket, ctx).await
+        let mut ticket = self.record_request(&incoming, &class, &upstream, ctx).await?;
+        let res = self.forward(incoming, class, upstream, &mut ticket, ctx).await;
+        if let Some(t) = ticket.take() {
+            // `balanced`, and forwarding failed: not even an error goes back before the request
+            // record is durable.
+            t.await.map_err(|_| GatewayError::audit_unavailable())?;
+        }
+        res
     }
 
     /// Stage 7: the request record. `strict` returns once it is durable; `balanced` returns the
@@ -372,7 +378,7 @@ impl Gateway {
         req: Incoming_,
         class: Classification,
         upstream: Arc<Upstream>,
-        ticket: Option<audit::Ticket>,
+        ticket: &mut Option<audit::Ticket>,
         ctx: &mut Ctx,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let Incoming_ { parts, path, query, json, upload, .. } = req;
@@ -454,7 +460,7 @@ impl Gateway {
             }
         };
         let upstream_latency = sent.elapsed();
-        if let Some(t) = ticket {
+        if let Some(t) = ticket.take() {
             // `balanced`: no response byte before the request record is durable.
             t.await.map_err(|_| GatewayError::audit_unavailable())?;
         }
@@ -479,7 +485,8 @@ impl Gateway {
             output: ctx.route.full.then(|| audit::Recording::stream(self.recorder.cap())),
         });
         let finisher = Finisher::new(self.metrics.clone(), labels, ctx.start, ctx.id.clone(), sink);
-        let opts = RelayOptions { idle: self.limits.idle, deadline, framing, rewrites: drop_usage };
+        let hold_end_marker = ctx.route.durability == audit::Durability::Strict && framing != Framing::None;
+        let opts = RelayOptions { idle: self.limits.idle, deadline, framing, rewrites: drop_usage, hold_end_marker };
         let body = RelayBody::new(rbody, first, observer, opts, upstream.name.clone(), finisher);
         Ok(Response::from_parts(rparts, Either::Right(body)))
     }

@@ -96,7 +96,8 @@ impl CompletionSink {
         g.response_model = o.usage.response_model.clone();
         let entry = Entry { event: e, input: None, output: self.output };
         if self.route.durability == Durability::Strict && o.end == End::Completed {
-            return Some(self.recorder.audit().submit_waiting(entry));
+            let audit = self.recorder.audit();
+            return Some(audit.submit_waiting_or(entry, AuditOutcome::Error, "audit_unavailable"));
         }
         self.recorder.later(self.route, entry);
         None
@@ -190,6 +191,9 @@ pub struct RelayOptions {
     pub framing: Framing,
     /// Whether the observer may change the bytes (so the length is not known).
     pub rewrites: bool,
+    /// `strict`: hold the frame that carries the stream's end marker (`data: [DONE]`, Ollama's
+    /// `"done":true`, ...) until the completion record is durable, not just the body's end.
+    pub hold_end_marker: bool,
 }
 
 pin_project! {
@@ -201,6 +205,7 @@ pin_project! {
         observer: Option<ResponseObserver>,
         framing: Framing,
         rewrites: bool,
+        hold_end_marker: bool,
         #[pin]
         idle: Sleep,
         #[pin]
@@ -243,6 +248,7 @@ impl RelayBody {
             first,
             observer,
             rewrites: opts.rewrites,
+            hold_end_marker: opts.hold_end_marker,
             framing: opts.framing,
             idle: sleep_until(now + opts.idle),
             deadline: sleep_until(opts.deadline),
@@ -303,14 +309,19 @@ impl Body for RelayBody {
             if let Some((ticket, _)) = this.hold.as_mut() {
                 let durable = ready!(Pin::new(ticket).poll(cx));
                 let held = this.hold.take().and_then(|(_, frame)| frame);
-                return match durable {
-                    Ok(()) => Poll::Ready(held.map(Ok)),
-                    Err(_) => {
-                        // The record of this answer could be lost: the caller must not hold it
-                        // whole. The body breaks off instead of ending.
-                        tracing::error!(request_id = &**this.request_id, "completion record not durable; response cut");
-                        Poll::Ready(Some(Err(GatewayError::audit_unavailable())))
+                if durable.is_ok() {
+                    return Poll::Ready(held.map(Ok));
+                }
+                // The record of this answer could be lost: the caller must not hold it whole.
+                // The stream ends with an error frame and breaks off instead of ending.
+                tracing::error!(request_id = &**this.request_id, "completion record not durable; response cut");
+                *this.done = true;
+                return match GatewayError::audit_unavailable().stream_frame(*this.framing, this.request_id) {
+                    Some(frame) => {
+                        *this.abort = Some(GatewayError::audit_unavailable());
+                        Poll::Ready(Some(Ok(Frame::data(frame))))
                     }
+                    None => Poll::Ready(Some(Err(GatewayError::audit_unavailable()))),
                 };
             }
             if *this.done {
@@ -348,7 +359,13 @@ impl Body for RelayBody {
                                 *this.bytes_out += out.len() as u64;
                                 this.finisher.record(&out);
                             }
-                            if ended && let Some(ticket) = self.as_mut().finish(End::Completed, None) {
+                            // The answer is whole at the body's end or, for streams, at the API's end
+                            // marker: under `strict` that frame waits for the completion record.
+                            let whole = ended
+                                || (*this.hold_end_marker
+                                    && !out.is_empty()
+                                    && protocols::ends_answer(*this.framing, &out));
+                            if whole && let Some(ticket) = self.as_mut().finish(End::Completed, None) {
                                 let frame = (!out.is_empty()).then(|| Frame::data(out));
                                 *self.as_mut().project().hold = Some((ticket, frame));
                                 continue;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use tokio::net::TcpListener;
 
+mod audit_cmd;
 mod token;
 
 #[derive(Parser)]
@@ -33,6 +34,13 @@ enum Command {
         #[command(flatten)]
         target: token::Target,
     },
+    /// Verify, checkpoint and export the audit trail (SPEC sections 5 and 6).
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+        #[command(flatten)]
+        target: token::Target,
+    },
     /// Write a commented example config.
     Init {
         /// Where to write it.
@@ -50,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Init { out, force } => init(&out, force),
         Command::Token { command, target } => token::run(command, &target),
+        Command::Audit { command, target } => audit_cmd::run(command, &target),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -210,7 +219,9 @@ async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> 
     let admin_addr = admin.local_addr()?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin_state = console::AdminState::new(metrics, auth, trail.clone());
+    let async_only = config.audit.durability == config::Durability::Async
+        && config.upstreams.iter().all(|u| u.durability.is_none_or(|d| d == config::Durability::Async));
+    let admin_state = console::AdminState::new(metrics, auth, trail.clone(), !async_only);
     let flusher = keys.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

@@ -7,6 +7,7 @@
 
 mod action;
 mod classify;
+mod end;
 mod endpoint;
 mod flavor;
 mod peek;
@@ -17,6 +18,7 @@ mod tests;
 
 pub use action::Action;
 pub use classify::{Classification, classify};
+pub use end::ends_answer;
 pub use endpoint::{BodyUse, Endpoint, Framing, ModelAt, StreamRule, UsageShape, accepts_stream_options, lookup};
 pub use flavor::{Flavor, FlavorSet};
 pub use peek::{Peek, PeekError, ensure_stream_usage, peek_json};

@@ -159,7 +159,8 @@ async fn lifecycle_and_token_events_share_one_chain_across_writers() {
     let data = testkit::temp_dir("audit-lifecycle");
     let mut gw = start(&audit_config(data.path(), "balanced", &mock, ""));
     assert!(gw.stdout().contains("audit signing key created: ed25519 SHA256:"), "{}", gw.stdout());
-    let out = gw.cli(&["token", "revoke", &gw.create_key("bob", &[])["id"].as_str().unwrap().to_string()]);
+    let bob = gw.create_key("bob", &[]);
+    let out = gw.cli(&["token", "revoke", bob["id"].as_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     gw.signal_term();
     assert!(gw.wait_exit(SOON).is_some_and(|s| s.success()));

@@ -3,10 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit;
+mod crash;
+mod faults;
 mod identity;
 mod lifecycle;
 mod oidc;
 mod proxy;
 mod support;
+mod tamper;
 mod timeouts;
 mod transport;
