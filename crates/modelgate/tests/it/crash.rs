@@ -452,6 +452,9 @@ impl KillAt {
 
 /// One client's share of a cycle: calls until told to stop (or `MAX_CALLS`), alternating
 /// randomly between streams of random length and pace and non-streamed calls.
+/// How long clients may take to notice a killed gateway.
+const KILL_BOUND: Duration = Duration::from_secs(60);
+
 async fn client_loop(url: String, key: Arc<str>, seed: u64, progress: Arc<Progress>) -> Vec<Call> {
     let mut rng = Rng::new(seed);
     let client = testkit::client::http1_client();
@@ -526,8 +529,11 @@ async fn crash_cycles(mode: &str) {
         progress.stop.store(true, Ordering::SeqCst);
         let mut calls = Vec::new();
         for c in clients {
-            let got =
-                tokio::time::timeout(SOON, c).await.unwrap_or_else(|_| panic!("{tag}: a client hung after the kill"));
+            // A SIGKILL waits for an fsync in progress (the process is in uninterruptible sleep
+            // until it returns), which on a loaded disk can take seconds: a generous bound.
+            let got = tokio::time::timeout(KILL_BOUND, c)
+                .await
+                .unwrap_or_else(|_| panic!("{tag}: a client hung after the kill"));
             calls.extend(got.unwrap());
         }
 

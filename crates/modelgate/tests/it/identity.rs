@@ -67,7 +67,7 @@ async fn an_expired_key_fails() {
         assert!(std::time::Instant::now() < deadline, "the key never expired");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(gw.stderr().contains("key_expired"));
+    gw.wait_stderr("key_expired", SOON);
 }
 
 #[tokio::test]
