@@ -1,5 +1,6 @@
 //! Measures the writer's CPU per exchange (a request record with a 1 KiB body and a completion
-//! with a 1 KiB response): `cargo run --release -p modelgate-audit --example append_rate [N]`.
+//! with a 1 KiB response): `cargo run --release -p modelgate-audit --example append_rate [N] [BATCH]`
+//! (BATCH exchanges per group commit; 0, the default, lets the writer batch freely).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,9 @@ fn cpu_us() -> f64 {
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    // Exchanges per group commit: 0 lets the writer batch freely; N waits for every N-th commit.
+    let batch: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread().build();
     let dir = std::env::temp_dir().join(format!("mg-append-rate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_default();
     let (audit, _) = match Audit::open(WriterConfig::gateway(&dir)) {
@@ -44,7 +48,15 @@ fn main() {
         let mut done = e.clone();
         audit.submit(Entry { event: e, input: Some(Recording::whole(&body, 1 << 20)), output: None });
         done.event_type = "inference.completion".into();
-        audit.submit(Entry { event: done, input: None, output: Some(Recording::whole(&body, 1 << 20)) });
+        let done = Entry { event: done, input: None, output: Some(Recording::whole(&body, 1 << 20)) };
+        if batch > 0 && (i + 1) % batch == 0 {
+            let ticket = audit.submit_waiting(done);
+            if let Ok(rt) = &rt {
+                let _ = rt.block_on(ticket);
+            }
+        } else {
+            audit.submit(done);
+        }
     }
     audit.close(None);
     let wall = t.elapsed();
