@@ -59,4 +59,6 @@ max_recorded_bytes = "1MiB"        # per body and direction; longer bodies are c
 queue_limit = 65536                # records waiting for the writer before callers wait (async: drops)
 checkpoint_every = 10000           # a signed checkpoint after this many events...
 checkpoint_interval = "30s"        # ...or this long, whichever comes first
+search_index = "background"        # background: index events for search as they arrive |
+                                   #   on_demand: only when a search needs them (no CPU under load)
 "#;

@@ -90,6 +90,20 @@ pub struct AuditConfig {
     /// ...or after this long with new events, whichever comes first.
     #[serde(deserialize_with = "de_duration")]
     pub checkpoint_interval: Duration,
+    /// When the search index is kept up to date.
+    pub search_index: SearchIndex,
+}
+
+/// When the search index (`search.db`) follows the audit log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchIndex {
+    /// A background thread indexes new events as they arrive: searches are fast at any time.
+    #[default]
+    Background,
+    /// Events are indexed when a search needs them: no indexing CPU under load, but the first
+    /// search after a busy period waits for the backlog (and answers 503 past 5 s).
+    OnDemand,
 }
 
 impl Default for AuditConfig {
@@ -101,6 +115,7 @@ impl Default for AuditConfig {
             queue_limit: 65_536,
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(30),
+            search_index: SearchIndex::Background,
         }
     }
 }

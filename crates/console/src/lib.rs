@@ -23,6 +23,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+mod audit_api;
+
 /// Routes served without authentication: liveness, readiness and Prometheus scraping.
 pub const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
@@ -40,6 +42,9 @@ pub struct AdminState {
     /// Whether any route fails closed (`strict`/`balanced`); when all are `async`, a failing
     /// store does not make the gateway unready, as it keeps serving.
     pub fails_closed: bool,
+    /// Audit search and reconstruction (`/admin/v1/events`, `/admin/v1/exchanges/...`), set
+    /// once the search indexer runs.
+    pub search: std::sync::OnceLock<Arc<audit::search::SearchService>>,
 }
 
 impl AdminState {
@@ -50,7 +55,8 @@ impl AdminState {
         audit: Arc<Audit>,
         fails_closed: bool,
     ) -> Arc<AdminState> {
-        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false), audit, fails_closed })
+        let search = std::sync::OnceLock::new();
+        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false), audit, fails_closed, search })
     }
 
     /// Records an admin action and waits until it is durable (or the store failed; the record
@@ -71,6 +77,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/tokens", get(list_tokens).post(create_token))
         .route("/admin/v1/tokens/{id}", delete(revoke_token))
         .route("/admin/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/admin/v1/events", get(audit_api::events))
+        .route("/admin/v1/exchanges/{request_id}", get(audit_api::exchange))
         .fallback(not_found)
         .with_state(state)
 }

@@ -222,6 +222,10 @@ async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> 
     let async_only = config.audit.durability == config::Durability::Async
         && config.upstreams.iter().all(|u| u.durability.is_none_or(|d| d == config::Durability::Async));
     let admin_state = console::AdminState::new(metrics, auth, trail.clone(), !async_only);
+    // Search indexes are kept by a thread of their own, off the audit writer's path.
+    let on_demand = config.audit.search_index == config::SearchIndex::OnDemand;
+    let indexer = audit::index::Indexer::start(&s.data_dir, on_demand).context("starting the search indexer")?;
+    let _ = admin_state.search.set(Arc::new(audit::search::SearchService::new(&s.data_dir, indexer.clone())));
     let flusher = keys.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -267,6 +271,7 @@ async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> 
     .await;
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
+    indexer.stop();
     if let Err(e) = keys.flush_last_used() {
         tracing::warn!("saving key last-used times failed: {e}");
     }

@@ -9,6 +9,7 @@ mod identity;
 mod lifecycle;
 mod oidc;
 mod proxy;
+mod search;
 mod support;
 mod tamper;
 mod timeouts;
