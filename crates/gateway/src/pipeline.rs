@@ -556,42 +556,32 @@ fn response_framing(h: &http::HeaderMap) -> Framing {
 /// Maps a client error to 413, 502 or 504.
 fn upstream_failure(
     upstream: &Upstream,
-    e: &hyper_util::client::legacy::Error,
+    e: &upstream::RequestError,
     exceeded: &AtomicBool,
     limits: Limits,
 ) -> GatewayError {
     if exceeded.load(Ordering::Relaxed) {
         return GatewayError::too_large(limits.max_upload_bytes);
     }
-    let timed_out = {
-        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        let mut found = false;
-        while let Some(s) = src {
-            if s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
-                found = true;
-                break;
-            }
-            src = s.source();
-        }
-        found
-    };
-    if e.is_connect() && timed_out {
-        return GatewayError::upstream_timeout(format!(
+    match e {
+        upstream::RequestError::ConnectTimeout(_) => GatewayError::upstream_timeout(format!(
             "connecting to upstream \"{}\" timed out after {:?}",
             upstream.name, limits.connect
-        ));
+        )),
+        upstream::RequestError::Connect(_) => {
+            GatewayError::upstream_unavailable(format!("upstream \"{}\" is unreachable", upstream.name))
+        }
+        _ => {
+            let mut detail = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                src = s.source();
+            }
+            GatewayError::upstream_unavailable(format!("upstream \"{}\" failed: {detail}", upstream.name))
+        }
     }
-    if e.is_connect() {
-        return GatewayError::upstream_unavailable(format!("upstream \"{}\" is unreachable", upstream.name));
-    }
-    let mut detail = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
-    GatewayError::upstream_unavailable(format!("upstream \"{}\" failed: {detail}", upstream.name))
 }
 
 #[cfg(test)]

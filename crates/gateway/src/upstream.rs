@@ -1,4 +1,4 @@
-//! Upstreams as the data path sees them, and the pooled client that reaches them.
+//! Upstreams as the data path sees them, and the pooled client that reaches them (`pool`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,18 +7,17 @@ use bytes::Bytes;
 use config::{Config, UpstreamConfig};
 use http::HeaderValue;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use protocols::Flavor;
+
+mod pool;
+
+pub use pool::{RequestError, UpstreamClient};
 
 /// Request bodies sent upstream: buffered JSON or a streamed upload.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, BodyError>;
 /// Errors from a streamed request body.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
-/// The pooled, keep-alive client used for every upstream.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// One configured model server, resolved for the data path.
 #[derive(Debug)]
@@ -173,10 +172,7 @@ pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, std::io::Erro
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https))
+    Ok(UpstreamClient::new(https, connect_timeout))
 }
 
 /// Glob match with `*` (any run) and `?` (one byte); no allocation.
