@@ -92,12 +92,7 @@ impl Actor {
             identity::Kind::Service => "service",
             identity::Kind::System => "system",
         };
-        let auth_method = match id.auth_method {
-            identity::AuthMethod::Oidc => "oidc",
-            identity::AuthMethod::ApiKey => "api_key",
-            identity::AuthMethod::AdminToken => "admin_token",
-            identity::AuthMethod::Local => "local",
-        };
+        let auth_method = id.auth_method.as_str();
         Actor {
             auth_method: Some(auth_method.into()),
             credential_id: id.credential_id.clone(),

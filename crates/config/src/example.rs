@@ -61,4 +61,48 @@ checkpoint_every = 10000           # a signed checkpoint after this many events.
 checkpoint_interval = "30s"        # ...or this long, whichever comes first
 search_index = "background"        # background: index events for search as they arrive |
                                    #   on_demand: only when a search needs them (no CPU under load)
+
+# Who may do what (SPEC section 2). Each [[access]] rule compiles to Cedar policies; without any
+# rule and without [policy] files, the first rule below is built in. A call is allowed when a rule
+# allows it and no rule denies it; when several rules allow, their obligations merge (the
+# strictest wins, masked entity types add up). Admin and data actions (model.*, adapter.*,
+# server.*, data.*) and unknown calls are denied unless a rule names them or their family:
+# actions = ["*"] covers only inference and read.
+[[access]]
+groups = ["users"]                 # caller groups (OIDC groups or key groups); or subjects = [...]
+actions = ["inference"]            # actions (inference.chat), families (inference, model, ...) or "*"
+models = ["*"]                     # model globs; "*" also matches calls that name no model
+
+[[access]]                         # example: the ML team's chats with llama models are masked
+id = "ml-llama"                    # reported in decisions and audit events (default "access[N]")
+groups = ["ml-team"]
+actions = ["inference", "read"]
+models = ["llama-*"]
+mask = "default"                   # masking profile: "default" or one of [masking.profiles]
+# upstreams = ["vllm-prod"]        # only calls routed to these upstreams
+# source_ips = ["10.0.0.0/8"]      # only callers from these networks
+# recording = "metadata"           # keep no bodies for these calls (the merge keeps the least data)
+# durability = "strict"            # the merge keeps the strictest
+
+[[access]]                         # example: contractors need an approval, valid for an hour
+groups = ["contractors"]
+actions = ["inference"]
+models = ["*"]
+require_approval = { approvers = ["security"], count = 1, grant = "window", ttl = "1h" }
+# pending_ttl = "1h", mode = "hold" (or "ticket"), hold_timeout = "5m" are the other keys
+
+[[access]]                         # example: no call with a secret in the prompt goes out
+id = "no-secrets"
+actions = ["*", "model", "adapter", "server", "data", "unknown"]
+detected = ["SECRET_*"]            # entity types found by detection (globs: PREFIX_*, *)
+effect = "deny"                    # allow (the default) | deny; deny wins over every allow
+
+# [policy]                         # example: raw Cedar beside the rules, and group inheritance
+# files = ["policies/extra.cedar"] # relative to this file's directory
+# group_parents = { ml-team = ["users"] }   # ml-team members are also users
+
+[masking.profiles.finance]         # example: a custom profile ("default" is built in)
+entities = ["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "SECRET_*"]
+mode = "tokenize"                  # redact | pseudonymize | tokenize
+directions = ["request", "response", "recording"]
 "#;

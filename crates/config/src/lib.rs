@@ -9,9 +9,15 @@ use std::time::Duration;
 use protocols::Flavor;
 use serde::{Deserialize, Deserializer};
 
+mod access;
 mod example;
 mod units;
 
+pub use access::{
+    ACTION_FAMILIES, AccessRule, ApprovalConfig, ApprovalMode, DEFAULT_MASKING_PROFILE, Direction, Effect, GrantKind,
+    MaskMode, MaskingConfig, MaskingProfile, PolicyConfig, default_hold_timeout, default_pending_ttl,
+    is_entity_pattern, parse_cidr,
+};
 pub use example::EXAMPLE_CONFIG;
 pub use units::{parse_duration, parse_size};
 
@@ -34,6 +40,17 @@ pub struct Config {
     /// The audit trail: durability and recording.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[[access]]` rules, compiled to Cedar by the policy crate. When a config has no rules and
+    /// no `[policy] files`, the embedded default rule applies ([`AccessRule::embedded_default`]:
+    /// group `users` may use `inference` on every model), as on a zero-config start.
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+    /// `[policy]`: raw Cedar files and group inheritance.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// `[masking]`: masking profiles named by rules.
+    #[serde(default)]
+    pub masking: MaskingConfig,
 }
 
 /// When an exchange's audit records must be durable (SPEC section 5).
@@ -355,6 +372,9 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             roles: RolesConfig::default(),
             audit: AuditConfig::default(),
+            access: Vec::new(),
+            policy: PolicyConfig::default(),
+            masking: MaskingConfig::default(),
         }
     }
 }
@@ -381,6 +401,16 @@ fn default_upstreams() -> Vec<UpstreamConfig> {
 }
 
 impl Config {
+    /// The access rules in force: the configured ones, or the embedded default when there are
+    /// neither `[[access]]` rules nor `[policy] files`.
+    pub fn effective_access(&self) -> std::borrow::Cow<'_, [AccessRule]> {
+        if self.access.is_empty() && self.policy.files.is_empty() {
+            std::borrow::Cow::Owned(vec![AccessRule::embedded_default()])
+        } else {
+            std::borrow::Cow::Borrowed(&self.access)
+        }
+    }
+
     /// Parses and validates TOML text. Pure: no file or network access.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::new("", e.to_string().trim_end()))?;
@@ -513,7 +543,7 @@ impl Config {
                 return Err(ConfigError::new("server.tls.key_file", "must not be empty"));
             }
         }
-        Ok(())
+        access::validate(self)
     }
 }
 

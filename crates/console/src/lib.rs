@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use gateway::Metrics;
 use identity::authn::Authenticator;
 use identity::keys::{self, NewKey};
@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 mod audit_api;
+pub mod policy_api;
 
 /// Routes served without authentication: liveness, readiness and Prometheus scraping.
 pub const OPEN_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -45,6 +46,12 @@ pub struct AdminState {
     /// Audit search and reconstruction (`/admin/v1/events`, `/admin/v1/exchanges/...`), set
     /// once the search indexer runs.
     pub search: std::sync::OnceLock<Arc<audit::search::SearchService>>,
+    /// The data path, for policy checks against the runtime in force.
+    pub gateway: std::sync::OnceLock<Arc<gateway::Gateway>>,
+    /// Where `POST /admin/v1/config/reload` sends its request.
+    pub reload: std::sync::OnceLock<tokio::sync::mpsc::Sender<policy_api::ReloadRequest>>,
+    /// The config in force, secrets hidden (`GET /admin/v1/config`).
+    pub config_view: std::sync::Mutex<Arc<serde_json::Value>>,
 }
 
 impl AdminState {
@@ -55,8 +62,17 @@ impl AdminState {
         audit: Arc<Audit>,
         fails_closed: bool,
     ) -> Arc<AdminState> {
-        let search = std::sync::OnceLock::new();
-        Arc::new(AdminState { metrics, auth, ready: AtomicBool::new(false), audit, fails_closed, search })
+        Arc::new(AdminState {
+            metrics,
+            auth,
+            ready: AtomicBool::new(false),
+            audit,
+            fails_closed,
+            search: std::sync::OnceLock::new(),
+            gateway: std::sync::OnceLock::new(),
+            reload: std::sync::OnceLock::new(),
+            config_view: std::sync::Mutex::new(Arc::new(serde_json::Value::Null)),
+        })
     }
 
     /// Records an admin action and waits until it is durable (or the store failed; the record
@@ -79,6 +95,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/admin/v1/events", get(audit_api::events))
         .route("/admin/v1/exchanges/{request_id}", get(audit_api::exchange))
+        .route("/admin/v1/policy/check", post(policy_api::policy_check))
+        .route("/admin/v1/config/reload", post(policy_api::config_reload))
+        .route("/admin/v1/config", get(policy_api::config_get))
         .fallback(not_found)
         .with_state(state)
 }

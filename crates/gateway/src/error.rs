@@ -62,6 +62,16 @@ impl GatewayError {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_failed", Blame::Caller, false, "authentication failed")
     }
 
+    /// 403: policy refuses this call.
+    pub fn access_denied(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "access_denied", Blame::Caller, false, message)
+    }
+
+    /// 403: policy requires a human's approval before this call may go on.
+    pub fn approval_required(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "approval_required", Blame::Caller, false, message)
+    }
+
     /// 404: no upstream serves this model or path.
     pub fn no_route(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "no_route", Blame::Caller, false, message)

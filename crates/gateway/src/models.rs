@@ -7,12 +7,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Either, Full};
-use protocols::Flavor;
+use protocols::{Action, Flavor};
 use serde_json::{Value, json};
 
 use crate::error::GatewayError;
 use crate::headers::X_REQUEST_ID;
-use crate::pipeline::{Gateway, ResponseBody};
+use crate::pipeline::{Gateway, ResponseBody, Runtime};
 use crate::upstream::{Upstream, UpstreamBody};
 
 /// Longest wait for one upstream's list.
@@ -23,13 +23,15 @@ const LIST_CAP: usize = 8 << 20;
 /// Answers a model listing in the dialect of `path` (`/v1/models` or `/api/tags`).
 pub(crate) async fn answer(
     gw: &Gateway,
+    rt: &Runtime,
+    caller: &identity::Identity,
     path: &str,
     request_id: &Arc<str>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let ollama = path == "/api/tags";
     let (method, probe) = if ollama { (Method::POST, "/api/chat") } else { (Method::POST, "/v1/chat/completions") };
     let endpoint = protocols::lookup(&method, probe);
-    let candidates: Vec<Arc<Upstream>> = gw
+    let candidates: Vec<Arc<Upstream>> = rt
         .router
         .upstreams()
         .iter()
@@ -41,7 +43,7 @@ pub(crate) async fn answer(
         let client = gw.client.clone();
         let u = u.clone();
         let rid = request_id.clone();
-        let timeout = LIST_TIMEOUT.min(gw.limits.first_byte);
+        let timeout = LIST_TIMEOUT.min(rt.limits.first_byte);
         tasks.spawn(async move { (i, tokio::time::timeout(timeout, fetch(&client, &u, &rid)).await) });
     }
     let mut lists: Vec<Option<Vec<Value>>> = vec![None; candidates.len()];
@@ -61,8 +63,8 @@ pub(crate) async fn answer(
         for entry in list.unwrap_or_default() {
             let name = entry_name(u.flavor, &entry, ollama);
             let Some(name) = name else { continue };
-            let routed = gw.router.by_model(Some(&name), endpoint);
-            if !routed.is_some_and(|r| Arc::ptr_eq(r, u)) {
+            let routed = rt.router.by_model(Some(&name), endpoint);
+            if !routed.is_some_and(|r| Arc::ptr_eq(r, u)) || !usable(rt, caller, &name, &u.name) {
                 continue;
             }
             out.push(if ollama { entry } else { openai_entry(u, &name, entry) });
@@ -76,6 +78,24 @@ pub(crate) async fn answer(
         res.headers_mut().insert(X_REQUEST_ID, v);
     }
     Ok(res)
+}
+
+/// Inference actions, any of which makes a model worth listing.
+const INFERENCE: [Action; 5] = [
+    Action::InferenceChat,
+    Action::InferenceCompletion,
+    Action::InferenceEmbedding,
+    Action::InferenceRerank,
+    Action::InferenceOther,
+];
+
+/// Whether policy lets the caller use the model for some inference action, possibly after an
+/// approval (SPEC section 3: the list is filtered to what the caller's policy allows).
+fn usable(rt: &Runtime, caller: &identity::Identity, model: &str, upstream: &str) -> bool {
+    INFERENCE.iter().any(|&action| {
+        let q = crate::pipeline::policy_query(caller, action, Some(model), Some(upstream), &[]);
+        rt.policy.decide(&q).effect != policy::Effect::Deny
+    })
 }
 
 /// The model name of one listing entry.

@@ -7,15 +7,16 @@
 //! 3. gateway answers — `/v1/models` and `/api/tags` are served from all upstreams ([`crate::models`]);
 //! 4. `read_request`  — prefix routing, endpoint lookup, bounded body read (413) or capped upload;
 //! 5. `classify`      — action, model, streaming, usage shape ([`protocols::classify`]);
-//!    (detect, authorize, approval hold and mask slot in here, in that order)
 //! 6. `route`         — the upstream for the model or path (404 when none);
-//! 7. `record`        — the request record, durable per the route's mode ([`crate::record`]):
+//! 7. `authorize`     — detection (only when a policy reads it) and the policy decision; a
+//!    refusal is one `policy.denied` record and a 403 (approval hold and mask slot in after it);
+//! 8. `record`        — the request record, durable per the route's mode ([`crate::record`]):
 //!    `strict` waits for its fsync here (503 `audit_unavailable` when the store fails closed);
-//! 8. `forward`       — credentials swapped, hop-by-hop headers dropped, sent on the pooled client
+//! 9. `forward`       — credentials swapped, hop-by-hop headers dropped, sent on the pooled client
 //!    under the connect and first-byte timeouts (502/504); `balanced` awaits the request
 //!    record's fsync before the response head goes back;
-//! 9. `relay`         — the response streamed back frame by frame ([`crate::relay::RelayBody`]),
-//!    recorded, and closed by the completion record (`strict`: durable before the final byte).
+//! 10. `relay`         — the response streamed back frame by frame ([`crate::relay::RelayBody`]),
+//!     recorded, and closed by the completion record (`strict`: durable before the final byte).
 //!
 //! Every refusal or failure after authentication is recorded too: a request record (when none
 //! was written yet) and a completion with the error's status and code.
@@ -28,6 +29,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use audit::{Actor, Entry, Outcome};
 use bytes::Bytes;
@@ -74,15 +77,38 @@ pub struct Limits {
 }
 
 /// Everything the data path shares across requests.
+///
+/// What a config reload may change lives in a [`Runtime`] behind an atomic pointer: each
+/// exchange loads it once and finishes under that version, however many reloads happen meanwhile.
 #[derive(Debug)]
 pub struct Gateway {
-    pub(crate) router: Router,
+    runtime: ArcSwap<Runtime>,
     pub(crate) client: UpstreamClient,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) limits: Limits,
     auth: Arc<Authenticator>,
-    pub(crate) recorder: Arc<Recorder>,
+    audit: Arc<audit::Audit>,
     none: Label,
+}
+
+/// The reloadable part of the data path: routes, limits, audit settings and the policy set.
+#[derive(Debug)]
+pub struct Runtime {
+    pub(crate) router: Router,
+    pub(crate) limits: Limits,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) policy: Arc<policy::Policies>,
+}
+
+impl Runtime {
+    /// The policy set in force.
+    pub fn policies(&self) -> &Arc<policy::Policies> {
+        &self.policy
+    }
+
+    /// The upstream a model (or a model-less call) routes to, whatever the endpoint's API.
+    pub fn upstream_for(&self, model: Option<&str>) -> Option<String> {
+        self.router.by_model(model, None).map(|u| u.name.to_string())
+    }
 }
 
 /// Building the gateway from its config failed.
@@ -97,13 +123,22 @@ pub enum BuildError {
 }
 
 impl Gateway {
-    /// Builds the data path from a validated config: resolves upstream keys, creates the pool.
+    /// Builds the data path from a validated config and its policy set: resolves upstream keys,
+    /// creates the pool.
     pub fn build(
         config: &Config,
+        policies: policy::Policies,
         metrics: Arc<Metrics>,
         auth: Arc<Authenticator>,
         audit: Arc<audit::Audit>,
     ) -> Result<Arc<Gateway>, BuildError> {
+        let runtime = Self::runtime(config, policies, &audit)?;
+        let client = upstream::client(runtime.limits.connect)?;
+        let none = metrics.none();
+        Ok(Arc::new(Gateway { runtime: ArcSwap::from_pointee(runtime), client, metrics, auth, audit, none }))
+    }
+
+    fn runtime(config: &Config, policies: policy::Policies, audit: &Arc<audit::Audit>) -> Result<Runtime, BuildError> {
         let s = &config.server;
         let limits = Limits {
             max_request_bytes: s.max_request_bytes,
@@ -115,10 +150,22 @@ impl Gateway {
             total: s.request_timeout,
         };
         let router = Router::new(upstream::build_all(config)?);
-        let client = upstream::client(limits.connect)?;
-        let none = metrics.none();
-        let recorder = Arc::new(Recorder::new(audit, config));
-        Ok(Arc::new(Gateway { router, client, metrics, limits, auth, recorder, none }))
+        let recorder = Arc::new(Recorder::new(audit.clone(), config));
+        Ok(Runtime { router, limits, recorder, policy: Arc::new(policies) })
+    }
+
+    /// Swaps in a new config and policy set atomically. Exchanges already running finish under
+    /// the version they started with; the upstream connection pool is kept. The connect timeout,
+    /// listeners and header limit are fixed at start.
+    pub fn reload(&self, config: &Config, policies: policy::Policies) -> Result<(), BuildError> {
+        let runtime = Self::runtime(config, policies, &self.audit)?;
+        self.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
+    /// The runtime in force now.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
     }
 
     /// The metrics this gateway records.
@@ -134,6 +181,7 @@ impl Gateway {
     ) -> Result<Response<ResponseBody>, Infallible> {
         let start = Instant::now();
         let id = assign_id();
+        let rt = self.runtime.load_full();
         let mut ctx = Ctx {
             start,
             id,
@@ -142,8 +190,9 @@ impl Gateway {
             action: Action::Unknown,
             actor: None,
             exchange: None,
-            route: self.recorder.route(None),
+            route: rt.recorder.route(None),
             refused: false,
+            rt,
         };
         let res = match self.exchange(req, remote, &mut ctx).await {
             Ok(res) => res,
@@ -178,7 +227,7 @@ impl Gateway {
         ctx.actor = Some(Arc::new(Actor::from_identity(&caller)));
         if req.method() == Method::GET && matches!(req.uri().path(), "/v1/models" | "/api/tags") {
             ctx.action = Action::ReadModels;
-            let res = crate::models::answer(self, req.uri().path(), &ctx.id).await?;
+            let res = crate::models::answer(self, &ctx.rt, &caller, req.uri().path(), &ctx.id).await?;
             self.record_answered(ctx, req.headers(), &res);
             return Ok(res);
         }
@@ -188,10 +237,11 @@ impl Gateway {
                 .map_err(|e| GatewayError::malformed(format!("the request body is not valid JSON: {e}")))?;
         ctx.action = class.action;
         ctx.model = self.metrics.model_label(class.model.as_deref());
-        let upstream = self.route(&incoming, &class)?;
+        let upstream = self.route(&incoming, &class, ctx)?;
         ctx.upstream = Label(upstream.name.clone());
-        ctx.route = self.recorder.route(Some(&upstream.name));
-        let mut ticket = self.record_request(&incoming, &class, &upstream, ctx).await?;
+        ctx.route = ctx.rt.recorder.route(Some(&upstream.name));
+        let (decision, detected) = self.authorize(&caller, &incoming, &class, &upstream, ctx).await?;
+        let mut ticket = self.record_request(&incoming, &class, &upstream, decision, &detected, ctx).await?;
         let res = self.forward(incoming, class, upstream, &mut ticket, ctx).await;
         if let Some(t) = ticket.take() {
             // `balanced`, and forwarding failed: not even an error goes back before the request
@@ -201,6 +251,89 @@ impl Gateway {
         res
     }
 
+    /// Stages detect and authorize: the policy decision for this caller, action and model.
+    /// A refusal is recorded as one `policy.denied` event (durable per the route's mode before
+    /// the caller hears of it) and answered 403; an allow's obligations adjust the route's audit
+    /// settings (a rule's `durability` and `recording` take precedence over the upstream's).
+    async fn authorize(
+        &self,
+        caller: &identity::Identity,
+        req: &Incoming_,
+        class: &Classification,
+        upstream: &Upstream,
+        ctx: &mut Ctx,
+    ) -> Result<(policy::Decision, masking::Detected), GatewayError> {
+        let rt = ctx.rt.clone();
+        let detected = match &req.json {
+            Some(body) if rt.policy.needs_detection() => masking::detect(body),
+            _ => masking::Detected::default(),
+        };
+        let query = policy::Query {
+            stream: class.stream,
+            max_tokens: class.max_tokens,
+            ..policy_query(caller, class.action, class.model.as_deref(), Some(&upstream.name), detected.names())
+        };
+        let decision = rt.policy.decide(&query);
+        if decision.effect == policy::Effect::Allow {
+            let o = &decision.obligations;
+            if let Some(d) = o.durability {
+                ctx.route.durability = d;
+            }
+            if let Some(r) = o.recording {
+                ctx.route.full = r == config::Recording::Full;
+            }
+            return Ok((decision, detected));
+        }
+        let err = match decision.effect {
+            policy::Effect::RequireApproval => GatewayError::approval_required(format!(
+                "{} on \"{}\" needs approval by {}; approvals are not available in this version",
+                class.action.as_str(),
+                class.model.as_deref().unwrap_or(""),
+                decision
+                    .obligations
+                    .approval
+                    .iter()
+                    .flat_map(|a| a.approvers.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => GatewayError::access_denied(match decision.policies.first() {
+                Some(_) => format!("{} is denied by policy", class.action.as_str()),
+                None => format!(
+                    "no policy allows {} on {}",
+                    class.action.as_str(),
+                    class.model.as_deref().map_or_else(|| "this endpoint".to_string(), |m| format!("\"{m}\""))
+                ),
+            }),
+        };
+        if let Some(actor) = ctx.actor.clone() {
+            let facts = RequestFacts {
+                request_id: &ctx.id,
+                actor,
+                headers: &req.parts.headers,
+                class: Some(class),
+                action: class.action,
+                upstream: Some((&upstream.name, upstream.flavor.name())),
+                body: None,
+                bytes_in: req.json.as_ref().map(|b| b.len() as u64),
+                policy: Some(policy_section(&decision)),
+            };
+            let mut event = crate::record::denial_event(facts);
+            event.status_code = Some(403);
+            event.reason = Some(err.code.to_string());
+            event.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
+            if !detected.is_empty() {
+                event.details = Some(serde_json::json!({ "detected": detected.names() }));
+            }
+            // Recorded here, once: the error path must not add a request/completion pair.
+            ctx.refused = true;
+            if let Some(ticket) = rt.recorder.request(ctx.route, Entry::event(event)).await? {
+                ticket.await.map_err(|_| GatewayError::audit_unavailable())?;
+            }
+        }
+        Err(err)
+    }
+
     /// Stage 7: the request record. `strict` returns once it is durable; `balanced` returns the
     /// ticket the response waits on; `async` has queued it.
     async fn record_request(
@@ -208,6 +341,8 @@ impl Gateway {
         req: &Incoming_,
         class: &Classification,
         upstream: &Upstream,
+        decision: policy::Decision,
+        detected: &masking::Detected,
         ctx: &mut Ctx,
     ) -> Result<Option<audit::Ticket>, GatewayError> {
         let Some(actor) = ctx.actor.clone() else { return Ok(None) };
@@ -221,16 +356,20 @@ impl Gateway {
             upstream: Some((&upstream.name, upstream.flavor.name())),
             body: req.json.as_ref(),
             bytes_in: req.json.as_ref().map(|b| b.len() as u64).or(declared),
+            policy: Some(policy_section(&decision)),
         };
-        let (entry, exchange) = request_entry(facts, ctx.route.full, self.recorder.cap());
-        if self.recorder.audit().is_failed() && ctx.route.durability != audit::Durability::Async {
+        let (mut entry, exchange) = request_entry(facts, ctx.route.full, ctx.rt.recorder.cap());
+        if !detected.is_empty() {
+            entry.event.details = Some(serde_json::json!({ "detected": detected.names() }));
+        }
+        if ctx.rt.recorder.audit().is_failed() && ctx.route.durability != audit::Durability::Async {
             // Refused before anything was queued: counted in the outage event, not recorded.
-            self.recorder.audit().note_refused();
+            ctx.rt.recorder.audit().note_refused();
             ctx.refused = true;
             return Err(GatewayError::audit_unavailable());
         }
         ctx.exchange = Some(exchange);
-        self.recorder.request(ctx.route, entry).await
+        ctx.rt.recorder.request(ctx.route, entry).await
     }
 
     /// Records an exchange the gateway answered itself (`/v1/models`, `/api/tags`).
@@ -245,15 +384,16 @@ impl Gateway {
             upstream: None,
             body: None,
             bytes_in: None,
+            policy: None,
         };
         let (entry, exchange) = request_entry(facts, false, 0);
-        self.recorder.later(ctx.route, entry);
+        ctx.rt.recorder.later(ctx.route, entry);
         let mut done = completion_event(&exchange, Outcome::Success);
         done.status_code = Some(res.status().as_u16());
         done.end = Some("completed".into());
         done.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
         done.bytes_out = res.body().size_hint().exact();
-        self.recorder.later(ctx.route, Entry::event(done));
+        ctx.rt.recorder.later(ctx.route, Entry::event(done));
         let labels = ctx.labels(res.status().as_u16());
         self.metrics.request(&labels);
         self.metrics.duration(&labels, ctx.start.elapsed());
@@ -279,9 +419,10 @@ impl Gateway {
                     upstream: None,
                     body: None,
                     bytes_in: None,
+                    policy: None,
                 };
                 let (entry, exchange) = request_entry(facts, false, 0);
-                self.recorder.later(ctx.route, entry);
+                ctx.rt.recorder.later(ctx.route, entry);
                 exchange
             }
         };
@@ -299,7 +440,7 @@ impl Gateway {
             .into(),
         );
         done.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
-        self.recorder.later(ctx.route, Entry::event(done));
+        ctx.rt.recorder.later(ctx.route, Entry::event(done));
     }
 
     /// Stage 2: who is calling. The precise reason for a refusal goes to the log and metrics;
@@ -314,7 +455,7 @@ impl Gateway {
             Ok(id) => Ok(id),
             Err(e) => {
                 self.metrics.auth_failure(e.reason());
-                self.recorder.auth_failure(&ctx.id, req.headers(), remote, e.reason());
+                ctx.rt.recorder.auth_failure(&ctx.id, req.headers(), remote, e.reason());
                 tracing::info!(request_id = &*ctx.id, src_ip = %remote.ip(), reason = e.reason(), "authentication failed: {e}");
                 Err(GatewayError::unauthenticated())
             }
@@ -328,11 +469,11 @@ impl Gateway {
         // it; the configured limit is enforced here, exactly.
         let head = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
             + parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
-        if head as u64 > self.limits.max_header_bytes {
-            return Err(GatewayError::headers_too_large(self.limits.max_header_bytes));
+        if head as u64 > ctx.rt.limits.max_header_bytes {
+            return Err(GatewayError::headers_too_large(ctx.rt.limits.max_header_bytes));
         }
         let full_path = parts.uri.path();
-        let (prefixed, path) = match self.router.by_prefix(full_path) {
+        let (prefixed, path) = match ctx.rt.router.by_prefix(full_path) {
             Some((u, rest)) => (Some(u.clone()), rest.to_string()),
             None => (None, full_path.to_string()),
         };
@@ -344,13 +485,13 @@ impl Gateway {
         let query = parts.uri.query().map(str::to_string);
         let mut out = Incoming_ { parts, prefixed, path, query, endpoint, json: None, upload: None };
         if endpoint.is_some_and(|e| e.body == BodyUse::Json) {
-            let limit = self.limits.max_request_bytes;
+            let limit = ctx.rt.limits.max_request_bytes;
             if declared.is_some_and(|n| n > limit) {
                 return Err(GatewayError::too_large(limit));
             }
             out.json = Some(read_bounded(body, limit).await?);
         } else {
-            let limit = self.limits.max_upload_bytes;
+            let limit = ctx.rt.limits.max_upload_bytes;
             if declared.is_some_and(|n| n > limit) {
                 return Err(GatewayError::too_large(limit));
             }
@@ -360,11 +501,11 @@ impl Gateway {
     }
 
     /// Stage 5: picks the upstream.
-    fn route(&self, req: &Incoming_, class: &Classification) -> Result<Arc<Upstream>, GatewayError> {
+    fn route(&self, req: &Incoming_, class: &Classification, ctx: &Ctx) -> Result<Arc<Upstream>, GatewayError> {
         if let Some(u) = &req.prefixed {
             return Ok(u.clone());
         }
-        self.router.by_model(class.model.as_deref(), req.endpoint).cloned().ok_or_else(|| match &class.model {
+        ctx.rt.router.by_model(class.model.as_deref(), req.endpoint).cloned().ok_or_else(|| match &class.model {
             Some(m) => GatewayError::no_route(format!("no upstream serves model \"{m}\"")),
             None => {
                 GatewayError::no_route(format!("no upstream takes {} {} without a model", req.parts.method, req.path))
@@ -382,7 +523,7 @@ impl Gateway {
         ctx: &mut Ctx,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let Incoming_ { parts, path, query, json, upload, .. } = req;
-        let deadline = tokio::time::Instant::from_std(ctx.start) + self.limits.total;
+        let deadline = tokio::time::Instant::from_std(ctx.start) + ctx.rt.limits.total;
 
         // Streamed OpenAI-style calls ask the upstream for usage; the extra chunk is dropped
         // again for callers who did not ask for it.
@@ -406,7 +547,7 @@ impl Gateway {
         let body: UpstreamBody = match (json, upload) {
             (Some(b), _) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
             (None, Some(inc)) if !inc.is_end_stream() => {
-                CappedUpload::new(inc, self.limits.max_upload_bytes, exceeded.clone()).boxed_unsync()
+                CappedUpload::new(inc, ctx.rt.limits.max_upload_bytes, exceeded.clone()).boxed_unsync()
             }
             _ => Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync(),
         };
@@ -424,7 +565,7 @@ impl Gateway {
         }
 
         let sent = Instant::now();
-        let first_byte_by = deadline.min(tokio::time::Instant::now() + self.limits.first_byte);
+        let first_byte_by = deadline.min(tokio::time::Instant::now() + ctx.rt.limits.first_byte);
         let res = match tokio::time::timeout_at(first_byte_by, self.client.request(ureq)).await {
             Err(_) => {
                 return Err(GatewayError::upstream_timeout(format!(
@@ -433,7 +574,7 @@ impl Gateway {
                     first_byte_by - tokio::time::Instant::from_std(sent)
                 )));
             }
-            Ok(Err(e)) => return Err(upstream_failure(&upstream, &e, &exceeded, self.limits)),
+            Ok(Err(e)) => return Err(upstream_failure(&upstream, &e, &exceeded, ctx.rt.limits)),
             Ok(Ok(res)) => res,
         };
         let (mut rparts, mut rbody) = res.into_parts();
@@ -478,15 +619,15 @@ impl Gateway {
         self.metrics.head(&labels, upstream_latency, ctx.start.elapsed().saturating_sub(upstream_latency));
         let status = rparts.status.as_u16();
         let sink = ctx.exchange.take().map(|exchange| CompletionSink {
-            recorder: self.recorder.clone(),
+            recorder: ctx.rt.recorder.clone(),
             route: ctx.route,
             exchange,
             status,
-            output: ctx.route.full.then(|| audit::Recording::stream(self.recorder.cap())),
+            output: ctx.route.full.then(|| audit::Recording::stream(ctx.rt.recorder.cap())),
         });
         let finisher = Finisher::new(self.metrics.clone(), labels, ctx.start, ctx.id.clone(), sink);
         let hold_end_marker = ctx.route.durability == audit::Durability::Strict && framing != Framing::None;
-        let opts = RelayOptions { idle: self.limits.idle, deadline, framing, rewrites: drop_usage, hold_end_marker };
+        let opts = RelayOptions { idle: ctx.rt.limits.idle, deadline, framing, rewrites: drop_usage, hold_end_marker };
         let body = RelayBody::new(rbody, first, observer, opts, upstream.name.clone(), finisher);
         Ok(Response::from_parts(rparts, Either::Right(body)))
     }
@@ -495,6 +636,8 @@ impl Gateway {
 /// The per-exchange facts the error path and metrics need.
 struct Ctx {
     start: Instant,
+    /// The runtime this exchange started under.
+    rt: Arc<Runtime>,
     id: Arc<str>,
     upstream: Label,
     model: Label,
@@ -505,7 +648,8 @@ struct Ctx {
     exchange: Option<Exchange>,
     /// The route's audit settings.
     route: RouteAudit,
-    /// Refused by a failing-closed store before anything was recorded.
+    /// Already accounted for: refused by a failing-closed store before anything was recorded,
+    /// or denied by policy with its `policy.denied` event written.
     refused: bool,
 }
 
@@ -529,6 +673,45 @@ struct Incoming_ {
     endpoint: Option<&'static Endpoint>,
     json: Option<Bytes>,
     upload: Option<Incoming>,
+}
+
+/// A policy query for an authenticated caller, action and resource; the request's own facts
+/// (`stream`, `max_tokens`) are left unset for the caller to fill in.
+pub(crate) fn policy_query<'a>(
+    caller: &'a identity::Identity,
+    action: Action,
+    model: Option<&'a str>,
+    upstream: Option<&'a str>,
+    detected: &'a [&'a str],
+) -> policy::Query<'a> {
+    policy::Query {
+        subject: &caller.subject,
+        kind: if caller.kind == identity::Kind::Service {
+            policy::PrincipalKind::Service
+        } else {
+            policy::PrincipalKind::User
+        },
+        groups: &caller.groups,
+        action,
+        model,
+        upstream,
+        src_ip: caller.src_ip,
+        time: std::time::SystemTime::now(),
+        auth_method: caller.auth_method.as_str(),
+        stream: false,
+        max_tokens: None,
+        detected,
+    }
+}
+
+/// The `policy` section of an event, from a decision.
+fn policy_section(d: &policy::Decision) -> audit::Policy {
+    audit::Policy {
+        decision: d.effect.as_str().to_string(),
+        obligations: d.obligations.to_strings(),
+        policies: d.policies.iter().map(|p| p.to_string()).collect(),
+        version: Some(d.version.to_string()),
+    }
 }
 
 /// Stage 1: a fresh, time-ordered request id (UUIDv7, see [`audit::event::uuid_v7`]).

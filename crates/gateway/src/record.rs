@@ -140,6 +140,8 @@ pub struct RequestFacts<'a> {
     pub body: Option<&'a Bytes>,
     /// Declared or read body length.
     pub bytes_in: Option<u64>,
+    /// The policy decision, once authorization ran.
+    pub policy: Option<audit::Policy>,
 }
 
 /// Builds the request record and the template of its completion.
@@ -166,9 +168,21 @@ pub fn request_entry(f: RequestFacts<'_>, full: bool, cap: u64) -> (Entry, Excha
         });
     }
     e.bytes_in = f.bytes_in;
+    e.policy = f.policy;
     let template = e.clone();
     let input = f.body.filter(|_| full).map(|b| Recording::whole(b, cap));
     (Entry { event: e, input, output: None }, Exchange { template, family })
+}
+
+/// The one `policy.denied` event of a request that policy refused (no body is recorded).
+pub fn denial_event(f: RequestFacts<'_>) -> Event {
+    let (entry, _) = request_entry(f, false, 0);
+    let mut e = entry.event;
+    let fresh = Event::new(EventType::PolicyDenied, Outcome::Denied);
+    e.code = fresh.code;
+    e.event_type = fresh.event_type;
+    e.outcome = Outcome::Denied;
+    e
 }
 
 /// A completion event from its exchange's template.

@@ -56,6 +56,19 @@ impl Router {
     }
 }
 
+/// [`Router::by_model`] for any endpoint, from the config alone (no keys resolved): what
+/// `modelgate policy check` uses offline, so it names the upstream the live gateway would.
+pub fn upstream_for_config(config: &config::Config, model: Option<&str>) -> Option<String> {
+    let ups = config.upstreams.iter();
+    let found = match model {
+        Some(m) => {
+            ups.clone().find(|u| u.models.iter().any(|g| crate::upstream::glob_match(g.as_bytes(), m.as_bytes())))
+        }
+        None => ups.clone().find(|u| u.default).or_else(|| ups.clone().find(|u| u.models.iter().any(|g| g == "*"))),
+    };
+    found.map(|u| u.name.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

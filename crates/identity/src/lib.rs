@@ -48,6 +48,18 @@ pub enum AuthMethod {
     Local,
 }
 
+impl AuthMethod {
+    /// The name used in audit events and policy context (`oidc`, `api_key`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Oidc => "oidc",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::AdminToken => "admin_token",
+            AuthMethod::Local => "local",
+        }
+    }
+}
+
 /// Admin roles (SPEC sections 2, 6, 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

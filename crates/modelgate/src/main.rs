@@ -10,6 +10,8 @@ use config::Config;
 use tokio::net::TcpListener;
 
 mod audit_cmd;
+mod policy_cmd;
+mod reload;
 mod token;
 
 #[derive(Parser)]
@@ -41,6 +43,13 @@ enum Command {
         #[command(flatten)]
         target: token::Target,
     },
+    /// Validate a config's policies, or explain a decision (SPEC section 6).
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+        #[command(flatten)]
+        target: token::Target,
+    },
     /// Write a commented example config.
     Init {
         /// Where to write it.
@@ -59,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Init { out, force } => init(&out, force),
         Command::Token { command, target } => token::run(command, &target),
         Command::Audit { command, target } => audit_cmd::run(command, &target),
+        Command::Policy { command, target } => policy_cmd::run(command, &target),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -99,6 +109,8 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = load_config(config_path)?;
+    let policies = policy::Policies::load(&config, &reload::base_dir(config_path))
+        .map_err(|e| anyhow::anyhow!("the policy set is invalid:\n  {}", e.messages().join("\n  ")))?;
     // One core (a container limit or a CPU pin): a current-thread runtime, which skips the
     // work-stealing scheduler's cross-thread bookkeeping. More cores: one worker per core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -112,12 +124,17 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         Some(p) => std::fs::read(p).unwrap_or_default(),
         None => b"embedded defaults".to_vec(),
     };
-    runtime.block_on(run(config, config_path, &config_text))
+    runtime.block_on(run(config, policies, config_path, &config_text))
 }
 
 /// Opens the audit trail and writes what a start must record: `gateway.start`,
 /// `config.loaded`, and `gateway.recovered` when a crash left exchanges open.
-async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[u8]) -> Result<Arc<audit::Audit>> {
+async fn open_audit(
+    config: &Config,
+    policies: &policy::Policies,
+    config_path: Option<&Path>,
+    config_text: &[u8],
+) -> Result<Arc<audit::Audit>> {
     use audit::{Actor, Entry, Event, EventType, Outcome};
     let s = &config.server;
     let a = &config.audit;
@@ -157,6 +174,8 @@ async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[
         "durability": a.durability.as_str(),
         "recording": if a.recording == config::Recording::Full { "full" } else { "metadata" },
         "upstreams": config.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        "policy_version": &**policies.version(),
+        "policies": policies.len(),
     }));
     trail.submit(Entry::event(loaded));
     if !opened.crashed.is_empty() {
@@ -195,11 +214,11 @@ async fn open_audit(config: &Config, config_path: Option<&Path>, config_text: &[
     Ok(trail)
 }
 
-async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> Result<()> {
+async fn run(config: Config, policies: policy::Policies, config_path: Option<&Path>, config_text: &[u8]) -> Result<()> {
     let embedded = config_path.is_none();
     let s = &config.server;
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
-    let trail = open_audit(&config, config_path, config_text).await?;
+    let trail = open_audit(&config, &policies, config_path, config_text).await?;
     let metrics = Arc::new(gateway::Metrics::with_audit(Some(trail.metrics())));
     let keys = identity::keys::KeyStore::open(&s.data_dir).context("opening the key store")?;
     if let Some(path) = keys.ensure_admin_token().context("creating the admin token")? {
@@ -209,7 +228,7 @@ async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> 
     let oidc = identity::oidc::OidcVerifier::new(&config.identity.oidc).context("setting up OIDC issuers")?;
     oidc.start();
     let auth = Arc::new(identity::authn::Authenticator::new(keys.clone(), oidc, config.roles.clone()));
-    let gw = gateway::Gateway::build(&config, metrics.clone(), auth.clone(), trail.clone())?;
+    let gw = gateway::Gateway::build(&config, policies, metrics.clone(), auth.clone(), trail.clone())?;
     let tls = s.tls.as_ref().map(gateway::tls_acceptor).transpose()?;
     let data = TcpListener::bind(s.listen).await.with_context(|| format!("binding server.listen {}", s.listen))?;
     let admin = TcpListener::bind(s.admin_listen)
@@ -226,6 +245,12 @@ async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> 
     let on_demand = config.audit.search_index == config::SearchIndex::OnDemand;
     let indexer = audit::index::Indexer::start(&s.data_dir, on_demand).context("starting the search indexer")?;
     let _ = admin_state.search.set(Arc::new(audit::search::SearchService::new(&s.data_dir, indexer.clone())));
+    let _ = admin_state.gateway.set(gw.clone());
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
+    let _ = admin_state.reload.set(reload_tx);
+    let text = String::from_utf8_lossy(config_text);
+    let reloader = reload::Reloader::new(config_path, &text, &config, gw.clone(), trail.clone(), admin_state.clone());
+    let reload_task = reloader.spawn(reload_rx, stop_rx.clone())?;
     let flusher = keys.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -271,6 +296,7 @@ async fn run(config: Config, config_path: Option<&Path>, config_text: &[u8]) -> 
     .await;
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
+    let _ = reload_task.await;
     indexer.stop();
     if let Err(e) = keys.flush_last_used() {
         tracing::warn!("saving key last-used times failed: {e}");

@@ -276,6 +276,19 @@ impl GatewayProcess {
         }
     }
 
+    /// Sends SIGHUP (via `kill -HUP PID`): the gateway re-reads its config.
+    pub fn signal_hup(&self) {
+        let status = Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status();
+        if let Err(e) = status {
+            panic!("kill -HUP {}: {e}", self.child.id());
+        }
+    }
+
+    /// Path of the config file the gateway was started with, when it was given one.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
     /// Kills the process with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -8,6 +8,7 @@ mod faults;
 mod identity;
 mod lifecycle;
 mod oidc;
+mod policy;
 mod proxy;
 mod search;
 mod support;

@@ -28,9 +28,16 @@ pub fn upstream(name: &str, url: &str, flavor: &str, models: &[&str], extra: &st
     )
 }
 
-/// A config on ephemeral ports with extra `[server]` lines and upstream tables.
+/// Lets every authenticated caller do every action: for tests about proxying, not policy.
+pub const ALLOW_ALL: &str = "[[access]]\nid = \"test-allow-all\"\nactions = [\"*\", \"model\", \"adapter\", \"server\", \"data\", \"unknown\"]\n";
+
+/// A config on ephemeral ports with extra `[server]` lines and upstream tables; every caller
+/// may do everything unless the upstream text brings its own `[[access]]` rules.
 pub fn config(server_extra: &str, upstreams: &str) -> String {
-    format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{server_extra}\n\n{upstreams}")
+    let access = if upstreams.contains("[[access]]") { "" } else { ALLOW_ALL };
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{server_extra}\n\n{upstreams}\n{access}"
+    )
 }
 
 /// Starts a mock of `flavor` serving `mock-model`.
