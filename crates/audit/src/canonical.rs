@@ -163,3 +163,43 @@ mod tests {
         assert_eq!(unhex32("zz"), None);
     }
 }
+
+/// A JSON value that serializes with its object keys in RFC 8785 order (UTF-16 code units),
+/// whatever order `serde_json`'s map keeps (a dependency may turn on `preserve_order`, which
+/// makes maps keep insertion order): free-form event fields stay canonical by construction.
+pub struct Sorted<'a>(pub &'a Value);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                let mut map = s.serialize_map(Some(keys.len()))?;
+                for k in keys {
+                    if let Some(v) = m.get(k) {
+                        map.serialize_entry(k, &Sorted(v))?;
+                    }
+                }
+                map.end()
+            }
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&Sorted(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// `serialize_with` for optional free-form fields: see [`Sorted`].
+pub fn serialize_sorted<S: serde::Serializer>(v: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&Sorted(v)),
+        None => s.serialize_none(),
+    }
+}

@@ -220,7 +220,7 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before_hash: Option<String>,
     /// What changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::canonical::serialize_sorted")]
     pub diff: Option<Value>,
 }
 
@@ -234,7 +234,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<Arc<Actor>>,
     /// Approval state (the approvals issue types it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::canonical::serialize_sorted")]
     pub approval: Option<Value>,
     /// Request body bytes received.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -254,7 +254,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Content>,
     /// Type-specific facts (recovered exchanges, gap counts, outage figures, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::canonical::serialize_sorted")]
     pub details: Option<Value>,
     /// How an exchange ended.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,7 +275,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     /// Masking counts per direction (the masking issue types it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::canonical::serialize_sorted")]
     pub masking: Option<Value>,
     /// What came of it.
     pub outcome: Outcome,
@@ -355,6 +355,18 @@ pub enum EventType {
     GatewayStop,
     /// A restart found exchanges cut off by a crash.
     GatewayRecovered,
+    /// A call was held for (or ticketed to) a human's approval.
+    ApprovalRequested,
+    /// An approver approved (one of possibly several needed approvals).
+    ApprovalApproved,
+    /// An approver denied, with a reason.
+    ApprovalDenied,
+    /// A pending approval request expired undecided.
+    ApprovalExpired,
+    /// A grant let a call through.
+    ApprovalUsed,
+    /// A grant was revoked before it ran out.
+    ApprovalRevoked,
 }
 
 /// The first word of an action: the family of its request and completion events.
@@ -442,6 +454,12 @@ impl EventType {
             EventType::GatewayStart => "gateway.start",
             EventType::GatewayStop => "gateway.stop",
             EventType::GatewayRecovered => "gateway.recovered",
+            EventType::ApprovalRequested => "approval.requested",
+            EventType::ApprovalApproved => "approval.approved",
+            EventType::ApprovalDenied => "approval.denied",
+            EventType::ApprovalExpired => "approval.expired",
+            EventType::ApprovalUsed => "approval.used",
+            EventType::ApprovalRevoked => "approval.revoked",
         }
     }
 
@@ -467,6 +485,12 @@ impl EventType {
             EventType::GatewayStart => ("GW", 1),
             EventType::GatewayStop => ("GW", 2),
             EventType::GatewayRecovered => ("GW", 3),
+            EventType::ApprovalRequested => ("APR", 1),
+            EventType::ApprovalApproved => ("APR", 2),
+            EventType::ApprovalDenied => ("APR", 3),
+            EventType::ApprovalExpired => ("APR", 4),
+            EventType::ApprovalUsed => ("APR", 5),
+            EventType::ApprovalRevoked => ("APR", 6),
         };
         format!("MG-{area}-{n:03}{}", outcome.severity())
     }

@@ -134,3 +134,20 @@ fn async_drops_are_counted_in_a_gap_event() {
     let written = rows.iter().filter(|r| r.4 == "inference.request").count() as u64;
     assert_eq!(written + dropped, sent);
 }
+
+#[test]
+fn free_form_fields_serialize_canonically_whatever_the_map_order() {
+    // Insertion order "z", "a", "m": with serde_json's `preserve_order` on (a dependency turns
+    // it on), a plain Value would keep it; the event must still be RFC 8785 canonical.
+    let mut details = serde_json::Map::new();
+    details.insert("z".into(), serde_json::json!(1));
+    details.insert("a".into(), serde_json::json!({"y": [{"b": 1, "a": 2}], "x": "é"}));
+    details.insert("m".into(), serde_json::json!(null));
+    let mut e = crate::Event::new(crate::EventType::GatewayStart, crate::Outcome::Success);
+    e.details = Some(serde_json::Value::Object(details));
+    let bytes = serde_json::to_vec(&e).unwrap();
+    let reparsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(crate::canonical::to_jcs(&reparsed).unwrap(), bytes);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains(r#""details":{"a":{"x":"é","y":[{"a":2,"b":1}]},"m":null,"z":1}"#), "{text}");
+}

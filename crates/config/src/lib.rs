@@ -51,6 +51,9 @@ pub struct Config {
     /// `[masking]`: masking profiles named by rules.
     #[serde(default)]
     pub masking: MaskingConfig,
+    /// `[approvals]`: limits and notification webhooks for just-in-time approvals.
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
 }
 
 /// When an exchange's audit records must be durable (SPEC section 5).
@@ -328,6 +331,61 @@ pub struct UpstreamConfig {
     pub recording: Option<Recording>,
 }
 
+/// `[approvals]`: limits of approval grants and who is notified of pending requests.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// Longest lifetime of a `window` grant, whatever a rule's `ttl` says.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_window_ttl: Duration,
+    /// Outgoing webhooks, each for the approvers of one group.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig { max_window_ttl: Duration::from_secs(24 * 3600), webhooks: Vec::new() }
+    }
+}
+
+impl ApprovalsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_window_ttl.is_zero() {
+            return Err(ConfigError::new("approvals.max_window_ttl", "must be greater than 0"));
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ConfigError::new(format!("approvals.webhooks[{i}].url"), "must start with http:// or https://"));
+            }
+            if w.group.is_empty() {
+                return Err(ConfigError::new(format!("approvals.webhooks[{i}].group"), "must name an approver group"));
+            }
+            if w.secret_env.is_some() == w.secret_file.is_some() {
+                return Err(ConfigError::new(
+                    format!("approvals.webhooks[{i}]"),
+                    "needs exactly one of secret_env or secret_file (the HMAC signing secret)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `[[approvals.webhooks]]` entry: where pending requests for a group's approvers are posted,
+/// signed with HMAC-SHA256, in a shape Slack and Teams incoming webhooks can show.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The approver group whose pending requests go here.
+    pub group: String,
+    /// The receiver's URL.
+    pub url: String,
+    /// Environment variable holding the signing secret.
+    pub secret_env: Option<String>,
+    /// File holding the signing secret.
+    pub secret_file: Option<PathBuf>,
+}
+
 /// A configuration problem, naming the key's path.
 #[derive(Debug, thiserror::Error)]
 #[error("config error at `{path}`: {message}")]
@@ -375,6 +433,7 @@ impl Default for Config {
             access: Vec::new(),
             policy: PolicyConfig::default(),
             masking: MaskingConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }
@@ -543,6 +602,7 @@ impl Config {
                 return Err(ConfigError::new("server.tls.key_file", "must not be empty"));
             }
         }
+        self.approvals.validate()?;
         access::validate(self)
     }
 }

@@ -303,8 +303,8 @@ async fn each_filter_full_text_and_pagination_return_exactly_the_expected_exchan
             Box::new(move |e| e["request_id"] == b1 && e["event_type"] == "inference.completion"),
             Some(vec![b1]),
         ),
+        (vec![("decision", "allow")], Box::new(|e| e["policy"]["decision"] == "allow"), None),
         // Fields later issues fill: no event has them yet.
-        (vec![("decision", "allow")], Box::new(|_| false), Some(vec![])),
         (vec![("masking", "EMAIL")], Box::new(|_| false), Some(vec![])),
         // Full text: the recorded prompt (request events) and answer (completion events).
         (
