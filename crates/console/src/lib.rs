@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+mod approvals_api;
 mod audit_api;
 pub mod policy_api;
 
@@ -50,6 +51,8 @@ pub struct AdminState {
     pub gateway: std::sync::OnceLock<Arc<gateway::Gateway>>,
     /// Where `POST /admin/v1/config/reload` sends its request.
     pub reload: std::sync::OnceLock<tokio::sync::mpsc::Sender<policy_api::ReloadRequest>>,
+    /// The approvals engine (`/admin/v1/approvals/...`).
+    pub approvals: std::sync::OnceLock<Arc<approvals::Approvals>>,
     /// The config in force, secrets hidden (`GET /admin/v1/config`).
     pub config_view: std::sync::Mutex<Arc<serde_json::Value>>,
 }
@@ -71,6 +74,7 @@ impl AdminState {
             search: std::sync::OnceLock::new(),
             gateway: std::sync::OnceLock::new(),
             reload: std::sync::OnceLock::new(),
+            approvals: std::sync::OnceLock::new(),
             config_view: std::sync::Mutex::new(Arc::new(serde_json::Value::Null)),
         })
     }
@@ -98,6 +102,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/policy/check", post(policy_api::policy_check))
         .route("/admin/v1/config/reload", post(policy_api::config_reload))
         .route("/admin/v1/config", get(policy_api::config_get))
+        .route("/admin/v1/approvals", get(approvals_api::list))
+        .route("/admin/v1/approvals/grants", get(approvals_api::grants))
+        .route("/admin/v1/approvals/grants/{id}/revoke", post(approvals_api::revoke))
+        .route("/admin/v1/approvals/{id}/approve", post(approvals_api::approve))
+        .route("/admin/v1/approvals/{id}/deny", post(approvals_api::deny))
         .fallback(not_found)
         .with_state(state)
 }
@@ -138,6 +147,20 @@ impl IntoResponse for ApiError {
 
 /// Authenticates the caller and checks `role`; the reason for a refusal goes to the log only.
 async fn require(state: &AdminState, headers: &HeaderMap, peer: SocketAddr, role: Role) -> Result<Identity, ApiError> {
+    let id = authenticate(state, headers, peer).await?;
+    if !id.has_role(role) {
+        tracing::info!(subject = %id.subject, role = role.name(), "admin request refused: role missing");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            format!("the {} role is required", role.name()),
+        ));
+    }
+    Ok(id)
+}
+
+/// Authenticates the caller with any credential the data path accepts; refusals are recorded.
+async fn authenticate(state: &AdminState, headers: &HeaderMap, peer: SocketAddr) -> Result<Identity, ApiError> {
     let id = match state.auth.authenticate(headers, Some(peer.ip())).await {
         Ok(id) => id,
         Err(e) => {
@@ -154,14 +177,6 @@ async fn require(state: &AdminState, headers: &HeaderMap, peer: SocketAddr, role
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication_failed", "authentication failed"));
         }
     };
-    if !id.has_role(role) {
-        tracing::info!(subject = %id.subject, role = role.name(), "admin request refused: role missing");
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            format!("the {} role is required", role.name()),
-        ));
-    }
     Ok(id)
 }
 

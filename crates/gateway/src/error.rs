@@ -45,11 +45,13 @@ pub struct GatewayError {
     pub blame: Blame,
     /// Whether the caller may retry the same request.
     pub retryable: bool,
+    /// For `approval_required`: the approval request's id and where to approve it.
+    pub approval: Option<(String, Option<String>)>,
 }
 
 impl GatewayError {
     fn new(status: StatusCode, code: &'static str, blame: Blame, retryable: bool, message: impl Into<String>) -> Self {
-        GatewayError { status, code, message: message.into(), blame, retryable }
+        GatewayError { status, code, message: message.into(), blame, retryable, approval: None }
     }
 
     /// 400: the body is not what the endpoint expects.
@@ -70,6 +72,14 @@ impl GatewayError {
     /// 403: policy requires a human's approval before this call may go on.
     pub fn approval_required(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "approval_required", Blame::Caller, false, message)
+    }
+
+    /// 403 `approval_required` naming the approval request and where to approve it; the caller
+    /// retries once it is approved.
+    pub fn approval_pending(message: impl Into<String>, id: String, approve_url: Option<String>) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, "approval_required", Blame::Caller, true, message);
+        e.approval = Some((id, approve_url));
+        e
     }
 
     /// 404: no upstream serves this model or path.
@@ -142,8 +152,24 @@ impl GatewayError {
             r#type: &'a str,
             code: &'a str,
             request_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            approval_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            approve_url: Option<&'a str>,
         }
-        let body = Outer { error: Inner { message: &self.message, r#type: self.kind(), code: self.code, request_id } };
+        let (approval_id, approve_url) = match &self.approval {
+            Some((id, url)) => (Some(id.as_str()), url.as_deref()),
+            None => (None, None),
+        };
+        let inner = Inner {
+            message: &self.message,
+            r#type: self.kind(),
+            code: self.code,
+            request_id,
+            approval_id,
+            approve_url,
+        };
+        let body = Outer { error: inner };
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 

@@ -5,6 +5,7 @@
 //! pipeline described in [`pipeline`].
 
 pub mod error;
+mod excerpt;
 pub mod headers;
 pub mod metrics;
 mod models;

@@ -87,6 +87,7 @@ pub struct Gateway {
     pub(crate) metrics: Arc<Metrics>,
     auth: Arc<Authenticator>,
     audit: Arc<audit::Audit>,
+    approvals: Arc<approvals::Approvals>,
     none: Label,
 }
 
@@ -131,11 +132,13 @@ impl Gateway {
         metrics: Arc<Metrics>,
         auth: Arc<Authenticator>,
         audit: Arc<audit::Audit>,
+        approvals: Arc<approvals::Approvals>,
     ) -> Result<Arc<Gateway>, BuildError> {
         let runtime = Self::runtime(config, policies, &audit)?;
         let client = upstream::client(runtime.limits.connect)?;
         let none = metrics.none();
-        Ok(Arc::new(Gateway { runtime: ArcSwap::from_pointee(runtime), client, metrics, auth, audit, none }))
+        let runtime = ArcSwap::from_pointee(runtime);
+        Ok(Arc::new(Gateway { runtime, client, metrics, auth, audit, approvals, none }))
     }
 
     fn runtime(config: &Config, policies: policy::Policies, audit: &Arc<audit::Audit>) -> Result<Runtime, BuildError> {
@@ -192,6 +195,7 @@ impl Gateway {
             exchange: None,
             route: rt.recorder.route(None),
             refused: false,
+            approval_id: None,
             rt,
         };
         let res = match self.exchange(req, remote, &mut ctx).await {
@@ -274,7 +278,27 @@ impl Gateway {
             ..policy_query(caller, class.action, class.model.as_deref(), Some(&upstream.name), detected.names())
         };
         let decision = rt.policy.decide(&query);
-        if decision.effect == policy::Effect::Allow {
+        let err = match decision.effect {
+            policy::Effect::Allow => None,
+            policy::Effect::RequireApproval => {
+                match self.hold_for_approval(req, class, upstream, &decision, ctx).await {
+                    Ok(approval_id) => {
+                        ctx.approval_id = Some(approval_id);
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
+            }
+            policy::Effect::Deny => Some(GatewayError::access_denied(match decision.policies.first() {
+                Some(_) => format!("{} is denied by policy", class.action.as_str()),
+                None => format!(
+                    "no policy allows {} on {}",
+                    class.action.as_str(),
+                    class.model.as_deref().map_or_else(|| "this endpoint".to_string(), |m| format!("\"{m}\""))
+                ),
+            })),
+        };
+        let Some(err) = err else {
             let o = &decision.obligations;
             if let Some(d) = o.durability {
                 ctx.route.durability = d;
@@ -283,28 +307,6 @@ impl Gateway {
                 ctx.route.full = r == config::Recording::Full;
             }
             return Ok((decision, detected));
-        }
-        let err = match decision.effect {
-            policy::Effect::RequireApproval => GatewayError::approval_required(format!(
-                "{} on \"{}\" needs approval by {}; approvals are not available in this version",
-                class.action.as_str(),
-                class.model.as_deref().unwrap_or(""),
-                decision
-                    .obligations
-                    .approval
-                    .iter()
-                    .flat_map(|a| a.approvers.iter().map(String::as_str))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            _ => GatewayError::access_denied(match decision.policies.first() {
-                Some(_) => format!("{} is denied by policy", class.action.as_str()),
-                None => format!(
-                    "no policy allows {} on {}",
-                    class.action.as_str(),
-                    class.model.as_deref().map_or_else(|| "this endpoint".to_string(), |m| format!("\"{m}\""))
-                ),
-            }),
         };
         if let Some(actor) = ctx.actor.clone() {
             let facts = RequestFacts {
@@ -334,6 +336,65 @@ impl Gateway {
         Err(err)
     }
 
+    /// The approval hold: a grant that covers this call lets it through at once; otherwise an
+    /// approval request is filed (or the pending one for the same call found) and the caller
+    /// waits for the decision (`hold`, without polling) or gets a ticket at once (`ticket`).
+    /// Returns the approval's id when the call may go on.
+    async fn hold_for_approval(
+        &self,
+        req: &Incoming_,
+        class: &Classification,
+        upstream: &Upstream,
+        decision: &policy::Decision,
+        ctx: &Ctx,
+    ) -> Result<String, GatewayError> {
+        let actor = ctx.actor.clone().unwrap_or_default();
+        let subject = actor.subject.clone().unwrap_or_default();
+        let body = req.json.as_deref().unwrap_or_default();
+        let call = approvals::Call {
+            subject: &subject,
+            actor: actor.clone(),
+            action: class.action,
+            model: class.model.as_deref(),
+            upstream: Some(&upstream.name),
+            body_digest: <sha2::Sha256 as sha2::Digest>::digest(body).into(),
+        };
+        if let Some(r) = self.approvals.redeem(&call, &ctx.id).await {
+            return Ok(r.approval_id);
+        }
+        let excerpt = req.json.as_deref().and_then(crate::excerpt::masked_excerpt);
+        let pending = self
+            .approvals
+            .request(&call, &decision.obligations.approval, &ctx.id, excerpt)
+            .await
+            .map_err(|e| GatewayError::unavailable(format!("filing the approval request failed: {e}")))?;
+        let what = format!("{} on \"{}\"", class.action.as_str(), class.model.as_deref().unwrap_or(""));
+        let pending_error =
+            |message: String| GatewayError::approval_pending(message, pending.id.clone(), pending.approve_url.clone());
+        if pending.mode == config::ApprovalMode::Ticket {
+            return Err(pending_error(format!(
+                "{what} needs approval (request {}); retry once it is approved",
+                pending.id
+            )));
+        }
+        match self.approvals.wait(&pending.id, pending.hold_timeout).await {
+            approvals::Outcome::Approved => match self.approvals.redeem(&call, &ctx.id).await {
+                Some(r) => Ok(r.approval_id),
+                None => Err(pending_error(format!("{what} was approved, but its grant is no longer usable"))),
+            },
+            approvals::Outcome::Denied { reason } => {
+                Err(GatewayError::access_denied(format!("approval {} of {what} was denied: {reason}", pending.id)))
+            }
+            approvals::Outcome::Expired => {
+                Err(GatewayError::approval_required(format!("approval request {} expired undecided", pending.id)))
+            }
+            _ => Err(pending_error(format!(
+                "{what} was not approved within {:?}; the request {} stays pending: retry once it is approved",
+                pending.hold_timeout, pending.id
+            ))),
+        }
+    }
+
     /// Stage 7: the request record. `strict` returns once it is durable; `balanced` returns the
     /// ticket the response waits on; `async` has queued it.
     async fn record_request(
@@ -358,9 +419,13 @@ impl Gateway {
             bytes_in: req.json.as_ref().map(|b| b.len() as u64).or(declared),
             policy: Some(policy_section(&decision)),
         };
-        let (mut entry, exchange) = request_entry(facts, ctx.route.full, ctx.rt.recorder.cap());
+        let (mut entry, mut exchange) = request_entry(facts, ctx.route.full, ctx.rt.recorder.cap());
         if !detected.is_empty() {
             entry.event.details = Some(serde_json::json!({ "detected": detected.names() }));
+        }
+        if let Some(id) = &ctx.approval_id {
+            entry.event.approval = Some(serde_json::json!({ "id": id, "state": "used" }));
+            exchange.template.approval = entry.event.approval.clone();
         }
         if ctx.rt.recorder.audit().is_failed() && ctx.route.durability != audit::Durability::Async {
             // Refused before anything was queued: counted in the outage event, not recorded.
@@ -648,6 +713,8 @@ struct Ctx {
     exchange: Option<Exchange>,
     /// The route's audit settings.
     route: RouteAudit,
+    /// The approval that let this exchange through, when one was needed.
+    approval_id: Option<String>,
     /// Already accounted for: refused by a failing-closed store before anything was recorded,
     /// or denied by policy with its `policy.denied` event written.
     refused: bool,

@@ -755,6 +755,26 @@ fn print_exchange(v: &Value) {
             }
         }
     }
+    // The approval story: who asked, who decided and why, the grant that let the call through.
+    for e in v["events"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let ev = &e["event"];
+        let Some(kind) = ev["event_type"].as_str().and_then(|t| t.strip_prefix("approval.")) else { continue };
+        let a = &ev["approval"];
+        let grant = &a["grant"];
+        println!(
+            "  approval:   {kind:<9} {} by {}{}{}",
+            s(&a["id"]),
+            s(&ev["actor"]["subject"]),
+            ev["reason"].as_str().map(|r| format!(": \"{r}\"")).unwrap_or_default(),
+            if grant.is_object() {
+                format!(" (grant {} {}, until {})", s(&grant["kind"]), s(&grant["id"]), s(&grant["expires"]))
+            } else if kind == "requested" {
+                format!(" (requester {})", s(&a["requester"]))
+            } else {
+                String::new()
+            }
+        );
+    }
     let chain = &v["chain"];
     println!(
         "  chain:      {} (seq {}..{}); checkpoint: {}",

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use tokio::net::TcpListener;
 
+mod approvals_cmd;
 mod audit_cmd;
 mod policy_cmd;
 mod reload;
@@ -43,6 +44,13 @@ enum Command {
         #[command(flatten)]
         target: token::Target,
     },
+    /// List, approve, deny and revoke just-in-time approvals (SPEC section 6).
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+        #[command(flatten)]
+        target: token::Target,
+    },
     /// Validate a config's policies, or explain a decision (SPEC section 6).
     Policy {
         #[command(subcommand)]
@@ -69,6 +77,7 @@ fn main() -> std::process::ExitCode {
         Command::Token { command, target } => token::run(command, &target),
         Command::Audit { command, target } => audit_cmd::run(command, &target),
         Command::Policy { command, target } => policy_cmd::run(command, &target),
+        Command::Approvals { command, target } => approvals_cmd::run(command, &target),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -228,7 +237,27 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let oidc = identity::oidc::OidcVerifier::new(&config.identity.oidc).context("setting up OIDC issuers")?;
     oidc.start();
     let auth = Arc::new(identity::authn::Authenticator::new(keys.clone(), oidc, config.roles.clone()));
-    let gw = gateway::Gateway::build(&config, policies, metrics.clone(), auth.clone(), trail.clone())?;
+    let settings = approvals::Settings {
+        max_window_ttl: config.approvals.max_window_ttl,
+        public_url: config.server.public_url.clone(),
+    };
+    let approvals = approvals::Approvals::open(&s.data_dir, trail.clone(), settings).context("opening approvals")?;
+    let webhooks = approvals::webhook::Webhooks::new(&config.approvals).context("setting up approval webhooks")?;
+    webhooks.start();
+    let mut notices = approvals.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match notices.recv().await {
+                Ok(n) => webhooks.notify(&n),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                    tracing::warn!(missed = k, "approval notifications fell behind; some webhooks were not sent")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let gw =
+        gateway::Gateway::build(&config, policies, metrics.clone(), auth.clone(), trail.clone(), approvals.clone())?;
     let tls = s.tls.as_ref().map(gateway::tls_acceptor).transpose()?;
     let data = TcpListener::bind(s.listen).await.with_context(|| format!("binding server.listen {}", s.listen))?;
     let admin = TcpListener::bind(s.admin_listen)
@@ -246,6 +275,7 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let indexer = audit::index::Indexer::start(&s.data_dir, on_demand).context("starting the search indexer")?;
     let _ = admin_state.search.set(Arc::new(audit::search::SearchService::new(&s.data_dir, indexer.clone())));
     let _ = admin_state.gateway.set(gw.clone());
+    let _ = admin_state.approvals.set(approvals.clone());
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
     let _ = admin_state.reload.set(reload_tx);
     let text = String::from_utf8_lossy(config_text);

@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod idp;
 pub mod mock;
 mod serve;
+pub mod webhook;
 
 pub use gateway::{GatewayProcess, TempDir, temp_dir};
 pub use idp::{Alg, TestIdp};

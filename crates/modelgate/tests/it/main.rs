@@ -2,6 +2,7 @@
 //! model servers, over loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approvals;
 mod audit;
 mod crash;
 mod faults;

@@ -349,13 +349,33 @@ async fn policy_check_answers_what_the_live_gateway_does() {
     let suite: Value = serde_json::from_slice(&std::fs::read(suite_dir.join("cases.json")).unwrap()).unwrap();
     let vllm = mock(Flavor::Vllm).await;
     let ollama = mock(Flavor::Ollama).await;
-    let cedar = suite_dir.join("extra.cedar").canonicalize().unwrap();
-    let toml = std::fs::read_to_string(suite_dir.join("cases.toml"))
+    // Approvals in ticket mode, so that a require_approval case answers at once instead of
+    // holding the connection (both the gateway and the CLI read this same config).
+    let scratch = testkit::temp_dir("policy-suite");
+    let cedar = scratch.join("extra.cedar");
+    let cedar_text: String = std::fs::read_to_string(suite_dir.join("extra.cedar"))
         .unwrap()
+        .lines()
+        .map(|l| if l.starts_with("@approval(") { format!("{l}\n@approval_mode(\"ticket\")\n") } else { format!("{l}\n") })
+        .collect();
+    std::fs::write(&cedar, cedar_text).unwrap();
+    let toml: String = std::fs::read_to_string(suite_dir.join("cases.toml"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("require_approval = { ") && !l.contains("mode =") {
+                format!("{}\n", l.replacen("{ ", "{ mode = \"ticket\", ", 1))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let toml = toml
         .replace("http://127.0.0.1:9001", &vllm.url())
         .replace("http://127.0.0.1:9002", &ollama.url())
         .replace("files = [\"extra.cedar\"]", &format!("files = [{:?}]", cedar.display().to_string()));
     assert!(toml.contains(&vllm.url()) && toml.contains(&ollama.url()) && toml.contains("[[access]]"));
+    assert!(!toml.lines().any(|l| l.starts_with("require_approval") && !l.contains("ticket")));
     let gw = start(&config("", &toml));
 
     let mut keys: std::collections::HashMap<String, String> = Default::default();
