@@ -355,7 +355,10 @@ impl ApprovalsConfig {
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return Err(ConfigError::new(format!("approvals.webhooks[{i}].url"), "must start with http:// or https://"));
+                return Err(ConfigError::new(
+                    format!("approvals.webhooks[{i}].url"),
+                    "must start with http:// or https://",
+                ));
             }
             if w.group.is_empty() {
                 return Err(ConfigError::new(format!("approvals.webhooks[{i}].group"), "must name an approver group"));
