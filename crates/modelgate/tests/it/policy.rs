@@ -353,11 +353,18 @@ async fn policy_check_answers_what_the_live_gateway_does() {
     // holding the connection (both the gateway and the CLI read this same config).
     let scratch = testkit::temp_dir("policy-suite");
     let cedar = scratch.join("extra.cedar");
-    let cedar_text: String = std::fs::read_to_string(suite_dir.join("extra.cedar"))
-        .unwrap()
-        .lines()
-        .map(|l| if l.starts_with("@approval(") { format!("{l}\n@approval_mode(\"ticket\")\n") } else { format!("{l}\n") })
-        .collect();
+    let cedar_text: String =
+        std::fs::read_to_string(suite_dir.join("extra.cedar"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.starts_with("@approval(") {
+                    format!("{l}\n@approval_mode(\"ticket\")\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
     std::fs::write(&cedar, cedar_text).unwrap();
     let toml: String = std::fs::read_to_string(suite_dir.join("cases.toml"))
         .unwrap()
