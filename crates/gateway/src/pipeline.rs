@@ -246,7 +246,9 @@ impl Gateway {
         ctx.route = ctx.rt.recorder.route(Some(&upstream.name));
         let (decision, detected) = self.authorize(&caller, &incoming, &class, &upstream, ctx).await?;
         let mut ticket = self.record_request(&incoming, &class, &upstream, decision, &detected, ctx).await?;
-        let res = self.forward(incoming, class, upstream, &mut ticket, ctx).await;
+        // Boxed: its state (the upstream call, the relay setup) would otherwise sit inline in
+        // every exchange's future, also while one waits for an approval.
+        let res = Box::pin(self.forward(incoming, class, upstream, &mut ticket, ctx)).await;
         if let Some(t) = ticket.take() {
             // `balanced`, and forwarding failed: not even an error goes back before the request
             // record is durable.
