@@ -135,35 +135,6 @@ fn string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc8785_examples() {
-        // Key order by UTF-16 code units (RFC 8785 section 3.2.3's example, integers only).
-        let v: Value =
-            serde_json::from_str(r#"{"\u20ac":1,"\r":2,"\ud83d\ude00":3,"1":4,"\u0080":5,"\u00f6":6}"#).unwrap();
-        let s = String::from_utf8(to_jcs(&v).unwrap()).unwrap();
-        assert_eq!(s, "{\"\\r\":2,\"1\":4,\"\u{80}\":5,\"ö\":6,\"€\":1,\"😀\":3}");
-        let v: Value = serde_json::from_str(r#"{"b":[1,"\u001f",true,null],"a":{"d":-0,"c":1.0}}"#).unwrap();
-        assert_eq!(
-            String::from_utf8(to_jcs(&v).unwrap()).unwrap(),
-            r#"{"a":{"c":1,"d":0},"b":[1,"\u001f",true,null]}"#
-        );
-        assert!(to_jcs(&serde_json::json!({"x": 1.5})).is_err());
-    }
-
-    #[test]
-    fn chain_hash_changes_with_every_input() {
-        let a = chain_hash(&GENESIS, b"{}");
-        assert_ne!(a, chain_hash(&GENESIS, b"{ }"));
-        assert_ne!(a, chain_hash(&a, b"{}"));
-        assert_eq!(unhex32(&hex(&a)), Some(a));
-        assert_eq!(unhex32("zz"), None);
-    }
-}
-
 /// A JSON value that serializes with its object keys in RFC 8785 order (UTF-16 code units),
 /// whatever order `serde_json`'s map keeps (a dependency may turn on `preserve_order`, which
 /// makes maps keep insertion order): free-form event fields stay canonical by construction.
@@ -201,5 +172,34 @@ pub fn serialize_sorted<S: serde::Serializer>(v: &Option<Value>, s: S) -> Result
     match v {
         Some(v) => s.serialize_some(&Sorted(v)),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8785_examples() {
+        // Key order by UTF-16 code units (RFC 8785 section 3.2.3's example, integers only).
+        let v: Value =
+            serde_json::from_str(r#"{"\u20ac":1,"\r":2,"\ud83d\ude00":3,"1":4,"\u0080":5,"\u00f6":6}"#).unwrap();
+        let s = String::from_utf8(to_jcs(&v).unwrap()).unwrap();
+        assert_eq!(s, "{\"\\r\":2,\"1\":4,\"\u{80}\":5,\"ö\":6,\"€\":1,\"😀\":3}");
+        let v: Value = serde_json::from_str(r#"{"b":[1,"\u001f",true,null],"a":{"d":-0,"c":1.0}}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(to_jcs(&v).unwrap()).unwrap(),
+            r#"{"a":{"c":1,"d":0},"b":[1,"\u001f",true,null]}"#
+        );
+        assert!(to_jcs(&serde_json::json!({"x": 1.5})).is_err());
+    }
+
+    #[test]
+    fn chain_hash_changes_with_every_input() {
+        let a = chain_hash(&GENESIS, b"{}");
+        assert_ne!(a, chain_hash(&GENESIS, b"{ }"));
+        assert_ne!(a, chain_hash(&a, b"{}"));
+        assert_eq!(unhex32(&hex(&a)), Some(a));
+        assert_eq!(unhex32("zz"), None);
     }
 }

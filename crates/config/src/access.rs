@@ -245,14 +245,57 @@ pub struct PolicyConfig {
     pub group_parents: BTreeMap<String, Vec<String>>,
 }
 
-/// `[masking]`: named masking profiles.
+/// `[masking]`: named masking profiles and custom detectors.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskingConfig {
     /// Custom profiles by name; `default` is built in and may not be redefined.
     #[serde(default)]
     pub profiles: BTreeMap<String, MaskingProfile>,
+    /// Custom detectors by name (`[masking.custom.NAME]`); what they find is reported as the
+    /// entity type NAME uppercased (`project_code` → `PROJECT_CODE`).
+    #[serde(default)]
+    pub custom: BTreeMap<String, CustomDetector>,
 }
+
+/// `[masking.custom.NAME]`: a custom detector, by regular expressions and/or word lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetector {
+    /// Regular expressions (Rust `regex` syntax); each match is a value. Validated at load.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Words or phrases, matched as whole words.
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Whether patterns and words match case-sensitively (default: not).
+    #[serde(default)]
+    pub case_sensitive: bool,
+}
+
+/// Most custom detectors (the masking crate's `MAX_CUSTOM`).
+pub const MAX_CUSTOM_DETECTORS: usize = 32;
+
+/// Built-in entity type names a custom detector may not take.
+const BUILTIN_ENTITIES: &[&str] = &[
+    "CREDIT_CARD",
+    "EMAIL",
+    "IBAN",
+    "IP_ADDRESS",
+    "PERSON",
+    "PHONE",
+    "SECRET_ANTHROPIC_KEY",
+    "SECRET_AWS_ACCESS_KEY",
+    "SECRET_GENERIC",
+    "SECRET_GITHUB_TOKEN",
+    "SECRET_GITLAB_TOKEN",
+    "SECRET_JWT",
+    "SECRET_OPENAI_KEY",
+    "SECRET_PRIVATE_KEY",
+    "SECRET_SLACK_TOKEN",
+    "STREET_ADDRESS",
+    "US_SSN",
+];
 
 impl MaskingConfig {
     /// The profile of that name: a configured one, or the built-in `default`.
@@ -411,7 +454,52 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_custom_detectors(m: &MaskingConfig) -> Result<(), ConfigError> {
+    if m.custom.len() > MAX_CUSTOM_DETECTORS {
+        return Err(ConfigError::new("masking.custom", format!("at most {MAX_CUSTOM_DETECTORS} custom detectors")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, d) in &m.custom {
+        let at = format!("masking.custom.{name}");
+        let upper = name.to_ascii_uppercase();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::new(at, "custom detector names use only letters, digits or '_'"));
+        }
+        if BUILTIN_ENTITIES.contains(&upper.as_str()) {
+            return Err(ConfigError::new(at, format!("{upper} is a built-in entity type")));
+        }
+        if !seen.insert(upper.clone()) {
+            return Err(ConfigError::new(at, format!("another custom detector is also named {upper}")));
+        }
+        if d.patterns.is_empty() && d.words.is_empty() {
+            return Err(ConfigError::new(at, "needs at least one of `patterns` or `words`"));
+        }
+        for (i, w) in d.words.iter().enumerate() {
+            if w.trim().is_empty() {
+                return Err(ConfigError::new(format!("{at}.words[{i}]"), "must not be empty"));
+            }
+        }
+        for (i, p) in d.patterns.iter().enumerate() {
+            let mut parser = regex_syntax::ParserBuilder::new().case_insensitive(!d.case_sensitive).build();
+            match parser.parse(p) {
+                Ok(hir) if hir.properties().minimum_len() == Some(0) => {
+                    return Err(ConfigError::new(
+                        format!("{at}.patterns[{i}]"),
+                        "the pattern matches the empty string",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(ConfigError::new(format!("{at}.patterns[{i}]"), format!("not a valid regex: {e}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate_masking(m: &MaskingConfig) -> Result<(), ConfigError> {
+    validate_custom_detectors(m)?;
     for (name, p) in &m.profiles {
         let at = |key: &str| format!("masking.profiles.{name}.{key}");
         if name == DEFAULT_MASKING_PROFILE {

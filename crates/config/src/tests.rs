@@ -210,7 +210,15 @@ files = ["extra.cedar"]
 group_parents = { ml-team = ["users"], interns = ["ml-team"] }
 
 [masking.profiles.finance]
-entities = ["EMAIL", "IBAN", "SECRET_*"]
+entities = ["EMAIL", "IBAN", "SECRET_*", "PROJECT_CODE"]
+
+[masking.custom.project_code]
+patterns = ['PRJ-\d{4}', '(?i)falcon-\d+']
+words = ["Project Falcon", "bluebird"]
+
+[masking.custom.customer_id]
+patterns = ['CUST-[0-9]{6}']
+case_sensitive = true
 "#;
     let c = Config::from_toml(text).unwrap();
     let r = &c.access[0];
@@ -225,6 +233,9 @@ entities = ["EMAIL", "IBAN", "SECRET_*"]
     let f = &c.masking.profiles["finance"];
     assert_eq!((f.mode, f.directions.len()), (MaskMode::Redact, 3));
     assert_eq!(c.masking.profile_names(), ["default", "finance"]);
+    let pc = &c.masking.custom["project_code"];
+    assert_eq!((pc.patterns.len(), pc.words.len(), pc.case_sensitive), (2, 2, false));
+    assert!(c.masking.custom["customer_id"].case_sensitive);
 }
 
 #[test]
@@ -327,6 +338,13 @@ fn access_errors_name_their_path() {
         ),
         ("[masking.profiles.p]\nentities=['EMAIL']\ndirections=[]\n", "masking.profiles.p.directions", "at least one"),
         ("[masking]\nprofile={}\n", "masking.profile", "unknown field"),
+        ("[masking.custom.ids]\npatterns=['CUST-(\\d{6}']\n", "masking.custom.ids.patterns[0]", "not a valid regex"),
+        ("[masking.custom.ids]\npatterns=['x', 'a*']\n", "masking.custom.ids.patterns[1]", "empty string"),
+        ("[masking.custom.ids]\ncase_sensitive=true\n", "masking.custom.ids", "at least one"),
+        ("[masking.custom.ids]\nwords=['']\n", "masking.custom.ids.words[0]", "must not be empty"),
+        ("[masking.custom.email]\nwords=['x']\n", "masking.custom.email", "built-in"),
+        ("[masking.custom.'a-b']\nwords=['x']\n", "masking.custom.a-b", "letters, digits"),
+        ("[masking.custom.ids]\nword=['x']\n", "masking.custom.ids.word", "unknown field"),
     ];
     for (text, path, needle) in cases {
         let text = format!("{up}{text}");

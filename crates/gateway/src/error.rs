@@ -82,6 +82,11 @@ impl GatewayError {
         e
     }
 
+    /// 500: masking could not run where policy requires it; nothing goes on unmasked.
+    pub fn masking_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "masking_failed", Blame::Gateway, false, message)
+    }
+
     /// 404: no upstream serves this model or path.
     pub fn no_route(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "no_route", Blame::Caller, false, message)

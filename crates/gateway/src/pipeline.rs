@@ -88,6 +88,7 @@ pub struct Gateway {
     auth: Arc<Authenticator>,
     audit: Arc<audit::Audit>,
     approvals: Arc<approvals::Approvals>,
+    mask_key: Arc<[u8; 32]>,
     none: Label,
 }
 
@@ -98,6 +99,10 @@ pub struct Runtime {
     pub(crate) limits: Limits,
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) policy: Arc<policy::Policies>,
+    /// Detection (built-in and custom types), for policy's `detected` and for masking.
+    pub(crate) detector: masking::Detector,
+    /// Masking profiles, for the directions of a decision's masking obligation.
+    pub(crate) masking: config::MaskingConfig,
 }
 
 impl Runtime {
@@ -118,6 +123,9 @@ pub enum BuildError {
     /// An upstream could not be resolved.
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamError),
+    /// A custom masking detector could not be built.
+    #[error("masking.custom: {0}")]
+    Masking(String),
     /// The TLS root store could not be loaded.
     #[error("loading the system's TLS roots for upstreams: {0}")]
     Roots(#[from] std::io::Error),
@@ -133,12 +141,13 @@ impl Gateway {
         auth: Arc<Authenticator>,
         audit: Arc<audit::Audit>,
         approvals: Arc<approvals::Approvals>,
+        mask_key: Arc<[u8; 32]>,
     ) -> Result<Arc<Gateway>, BuildError> {
         let runtime = Self::runtime(config, policies, &audit)?;
         let client = upstream::client(runtime.limits.connect)?;
         let none = metrics.none();
         let runtime = ArcSwap::from_pointee(runtime);
-        Ok(Arc::new(Gateway { runtime, client, metrics, auth, audit, approvals, none }))
+        Ok(Arc::new(Gateway { runtime, client, metrics, auth, audit, approvals, mask_key, none }))
     }
 
     fn runtime(config: &Config, policies: policy::Policies, audit: &Arc<audit::Audit>) -> Result<Runtime, BuildError> {
@@ -154,7 +163,20 @@ impl Gateway {
         };
         let router = Router::new(upstream::build_all(config)?);
         let recorder = Arc::new(Recorder::new(audit.clone(), config));
-        Ok(Runtime { router, limits, recorder, policy: Arc::new(policies) })
+        let custom: Vec<masking::CustomSpec> = config
+            .masking
+            .custom
+            .iter()
+            .map(|(name, c)| masking::CustomSpec {
+                name: name.to_ascii_uppercase(),
+                patterns: c.patterns.clone(),
+                words: c.words.clone(),
+                case_sensitive: c.case_sensitive,
+            })
+            .collect();
+        let detector = masking::Detector::new(&custom).map_err(|e| BuildError::Masking(e.to_string()))?;
+        let masking = config.masking.clone();
+        Ok(Runtime { router, limits, recorder, policy: Arc::new(policies), detector, masking })
     }
 
     /// Swaps in a new config and policy set atomically. Exchanges already running finish under
@@ -196,6 +218,7 @@ impl Gateway {
             route: rt.recorder.route(None),
             refused: false,
             approval_id: None,
+            detected: masking::Detected::default(),
             rt,
         };
         let res = match self.exchange(req, remote, &mut ctx).await {
@@ -245,10 +268,13 @@ impl Gateway {
         ctx.upstream = Label(upstream.name.clone());
         ctx.route = ctx.rt.recorder.route(Some(&upstream.name));
         let (decision, detected) = self.authorize(&caller, &incoming, &class, &upstream, ctx).await?;
-        let mut ticket = self.record_request(&incoming, &class, &upstream, decision, &detected, ctx).await?;
+        ctx.detected = detected;
+        let mut incoming = incoming;
+        let masker = self.mask_request(&mut incoming, &decision, ctx)?;
+        let mut ticket = self.record_request(&incoming, &class, &upstream, decision, masker.as_ref(), ctx).await?;
         // Boxed: its state (the upstream call, the relay setup) would otherwise sit inline in
         // every exchange's future, also while one waits for an approval.
-        let res = Box::pin(self.forward(incoming, class, upstream, &mut ticket, ctx)).await;
+        let res = Box::pin(self.forward(incoming, class, upstream, masker, &mut ticket, ctx)).await;
         if let Some(t) = ticket.take() {
             // `balanced`, and forwarding failed: not even an error goes back before the request
             // record is durable.
@@ -271,7 +297,7 @@ impl Gateway {
     ) -> Result<(policy::Decision, masking::Detected), GatewayError> {
         let rt = ctx.rt.clone();
         let detected = match &req.json {
-            Some(body) if rt.policy.needs_detection() => masking::detect(body),
+            Some(body) if rt.policy.needs_detection() => rt.detector.detect(body),
             _ => masking::Detected::default(),
         };
         let query = policy::Query {
@@ -397,6 +423,36 @@ impl Gateway {
         }
     }
 
+    /// The mask stage: when the decision carries a masking obligation, the request body is masked
+    /// (JSON-aware) before anything else sees it, and a masker is kept for the response. Fails
+    /// closed: a body that cannot be masked, or a streamed upload under a profile that masks
+    /// requests, is refused; nothing goes upstream unmasked.
+    fn mask_request(
+        &self,
+        req: &mut Incoming_,
+        decision: &policy::Decision,
+        ctx: &Ctx,
+    ) -> Result<Option<masking::Masker>, GatewayError> {
+        let Some(plan) = mask_plan(&ctx.rt.masking, &decision.obligations) else { return Ok(None) };
+        if req.upload.is_some() && plan.request {
+            return Err(GatewayError::masking_failed(
+                "this call streams its body, which cannot be masked; the masking profile requires it",
+            ));
+        }
+        let mut masker = masking::Masker::with_detector(plan, self.mask_key.clone(), ctx.rt.detector.clone());
+        if let Some(body) = &req.json {
+            let out = masker.request_parts(body).map_err(|e| match e {
+                masking::MaskError::NotJson(_) | masking::MaskError::TooDeep(_) => {
+                    GatewayError::malformed(format!("{e}; it cannot be masked, so it is not forwarded"))
+                }
+                other => GatewayError::masking_failed(format!("masking the request failed: {other}")),
+            })?;
+            req.json = Some(out.upstream);
+            req.record_json = Some(out.record);
+        }
+        Ok(Some(masker))
+    }
+
     /// Stage 7: the request record. `strict` returns once it is durable; `balanced` returns the
     /// ticket the response waits on; `async` has queued it.
     async fn record_request(
@@ -405,7 +461,7 @@ impl Gateway {
         class: &Classification,
         upstream: &Upstream,
         decision: policy::Decision,
-        detected: &masking::Detected,
+        masker: Option<&masking::Masker>,
         ctx: &mut Ctx,
     ) -> Result<Option<audit::Ticket>, GatewayError> {
         let Some(actor) = ctx.actor.clone() else { return Ok(None) };
@@ -417,13 +473,18 @@ impl Gateway {
             class: Some(class),
             action: class.action,
             upstream: Some((&upstream.name, upstream.flavor.name())),
-            body: req.json.as_ref(),
+            // The recording keeps the masked form whenever masking applies.
+            body: req.record_json.as_ref().or(req.json.as_ref()),
             bytes_in: req.json.as_ref().map(|b| b.len() as u64).or(declared),
             policy: Some(policy_section(&decision)),
         };
         let (mut entry, mut exchange) = request_entry(facts, ctx.route.full, ctx.rt.recorder.cap());
-        if !detected.is_empty() {
-            entry.event.details = Some(serde_json::json!({ "detected": detected.names() }));
+        if !ctx.detected.is_empty() {
+            entry.event.details = Some(serde_json::json!({ "detected": ctx.detected.names() }));
+        }
+        if let Some(m) = masker {
+            let counts = m.counts();
+            entry.event.masking = Some(serde_json::json!({ "request": counts.request }));
         }
         if let Some(id) = &ctx.approval_id {
             entry.event.approval = Some(serde_json::json!({ "id": id, "state": "used" }));
@@ -550,7 +611,7 @@ impl Gateway {
         let declared =
             parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         let query = parts.uri.query().map(str::to_string);
-        let mut out = Incoming_ { parts, prefixed, path, query, endpoint, json: None, upload: None };
+        let mut out = Incoming_ { parts, prefixed, path, query, endpoint, json: None, record_json: None, upload: None };
         if endpoint.is_some_and(|e| e.body == BodyUse::Json) {
             let limit = ctx.rt.limits.max_request_bytes;
             if declared.is_some_and(|n| n > limit) {
@@ -586,15 +647,17 @@ impl Gateway {
         req: Incoming_,
         class: Classification,
         upstream: Arc<Upstream>,
+        masker: Option<masking::Masker>,
         ticket: &mut Option<audit::Ticket>,
         ctx: &mut Ctx,
     ) -> Result<Response<ResponseBody>, GatewayError> {
-        let Incoming_ { parts, path, query, json, upload, .. } = req;
+        let Incoming_ { parts, path, query, json, record_json, upload, .. } = req;
         let deadline = tokio::time::Instant::from_std(ctx.start) + ctx.rt.limits.total;
 
         // Streamed OpenAI-style calls ask the upstream for usage; the extra chunk is dropped
         // again for callers who did not ask for it.
-        let mut rewritten = false;
+        // A masked body has another length: the caller's Content-Length must not go upstream.
+        let mut rewritten = record_json.is_some();
         let mut drop_usage = false;
         let mut json = json;
         if class.stream
@@ -678,6 +741,11 @@ impl Gateway {
         let observer = (class.usage != UsageShape::None || drop_usage)
             .then(|| ResponseObserver::new(class.usage, framing, drop_usage, USAGE_COPY_CAP));
         headers::to_caller(&mut rparts.headers, drop_usage);
+        let masker = masker.map(|m| m.stream(framing));
+        if masker.is_some() {
+            // Masking changes lengths: the body goes out chunked.
+            rparts.headers.remove(header::CONTENT_LENGTH);
+        }
         if let Ok(v) = HeaderValue::from_str(&ctx.id) {
             rparts.headers.insert(X_REQUEST_ID, v);
         }
@@ -691,11 +759,12 @@ impl Gateway {
             exchange,
             status,
             output: ctx.route.full.then(|| audit::Recording::stream(ctx.rt.recorder.cap())),
+            masking: None,
         });
         let finisher = Finisher::new(self.metrics.clone(), labels, ctx.start, ctx.id.clone(), sink);
         let hold_end_marker = ctx.route.durability == audit::Durability::Strict && framing != Framing::None;
         let opts = RelayOptions { idle: ctx.rt.limits.idle, deadline, framing, rewrites: drop_usage, hold_end_marker };
-        let body = RelayBody::new(rbody, first, observer, opts, upstream.name.clone(), finisher);
+        let body = RelayBody::new(rbody, first, observer, masker, opts, upstream.name.clone(), finisher);
         Ok(Response::from_parts(rparts, Either::Right(body)))
     }
 }
@@ -717,6 +786,8 @@ struct Ctx {
     route: RouteAudit,
     /// The approval that let this exchange through, when one was needed.
     approval_id: Option<String>,
+    /// Entity types detection found in the request (when a policy needed to know).
+    detected: masking::Detected,
     /// Already accounted for: refused by a failing-closed store before anything was recorded,
     /// or denied by policy with its `policy.denied` event written.
     refused: bool,
@@ -741,6 +812,8 @@ struct Incoming_ {
     query: Option<String>,
     endpoint: Option<&'static Endpoint>,
     json: Option<Bytes>,
+    /// The request body as recorded, when masking made it differ from what is forwarded.
+    record_json: Option<Bytes>,
     upload: Option<Incoming>,
 }
 
@@ -771,6 +844,37 @@ pub(crate) fn policy_query<'a>(
         max_tokens: None,
         detected,
     }
+}
+
+/// The masking plan of a decision's obligations: the union of its profiles' directions, their
+/// entity types and the strictest mode. None when no profile applies.
+fn mask_plan(profiles: &config::MaskingConfig, o: &policy::Obligations) -> Option<masking::Plan> {
+    if o.mask.is_empty() {
+        return None;
+    }
+    let (mut request, mut response, mut recording) = (false, false, false);
+    for name in &o.mask {
+        match profiles.profiles.get(name) {
+            Some(p) => {
+                for d in &p.directions {
+                    match d {
+                        config::Direction::Request => request = true,
+                        config::Direction::Response => response = true,
+                        config::Direction::Recording => recording = true,
+                    }
+                }
+            }
+            // The built-in `default`: every direction.
+            None => (request, response, recording) = (true, true, true),
+        }
+    }
+    let mode = match o.mask_mode {
+        Some(config::MaskMode::Tokenize) => masking::Mode::Tokenize,
+        Some(config::MaskMode::Pseudonymize) => masking::Mode::Pseudonymize,
+        _ => masking::Mode::Redact,
+    };
+    let plan = masking::Plan { entities: o.mask_entities.clone(), mode, request, response, recording };
+    plan.is_active().then_some(plan)
 }
 
 /// The `policy` section of an event, from a decision.

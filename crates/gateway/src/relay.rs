@@ -72,6 +72,8 @@ pub(crate) struct CompletionSink {
     pub(crate) exchange: Exchange,
     pub(crate) status: u16,
     pub(crate) output: Option<Recording>,
+    /// Masking counts per direction (`masking` of the completion), when masking applied.
+    pub(crate) masking: Option<serde_json::Value>,
 }
 
 impl CompletionSink {
@@ -94,6 +96,9 @@ impl CompletionSink {
         g.usage_output_tokens = o.usage.output_tokens;
         g.response_finish_reasons = o.usage.finish_reasons.clone();
         g.response_model = o.usage.response_model.clone();
+        if self.masking.is_some() {
+            e.masking = self.masking;
+        }
         let entry = Entry { event: e, input: None, output: self.output };
         if self.route.durability == Durability::Strict && o.end == End::Completed {
             let audit = self.recorder.audit();
@@ -127,7 +132,14 @@ impl Finisher {
         Finisher { metrics, labels, start, request_id, sink, done: false }
     }
 
-    /// Records a chunk sent to the caller.
+    /// Attaches the exchange's masking counts to its completion record.
+    fn set_masking(&mut self, counts: &masking::Counts) {
+        if let Some(s) = self.sink.as_mut() {
+            s.masking = serde_json::to_value(counts).ok();
+        }
+    }
+
+    /// Records a chunk as the recording stores it (the masked form when masking applies).
     fn record(&mut self, chunk: &Bytes) {
         if let Some(r) = self.sink.as_mut().and_then(|s| s.output.as_mut()) {
             r.push(chunk, Some(self.start.elapsed().as_millis() as u64));
@@ -203,6 +215,8 @@ pin_project! {
         inner: Incoming,
         first: Option<Frame<Bytes>>,
         observer: Option<ResponseObserver>,
+        // Masking of the response: what the caller gets and what is recorded.
+        masker: Option<masking::StreamMasker>,
         framing: Framing,
         rewrites: bool,
         hold_end_marker: bool,
@@ -231,6 +245,7 @@ impl RelayBody {
         inner: Incoming,
         first: Option<Frame<Bytes>>,
         observer: Option<ResponseObserver>,
+        masker: Option<masking::StreamMasker>,
         opts: RelayOptions,
         upstream: Arc<str>,
         finisher: Finisher,
@@ -247,7 +262,8 @@ impl RelayBody {
             inner,
             first,
             observer,
-            rewrites: opts.rewrites,
+            rewrites: opts.rewrites || masker.is_some(),
+            masker,
             hold_end_marker: opts.hold_end_marker,
             framing: opts.framing,
             idle: sleep_until(now + opts.idle),
@@ -270,6 +286,9 @@ impl RelayBody {
 impl RelayBody {
     fn finish(self: Pin<&mut Self>, end: End, error: Option<&'static str>) -> Option<Ticket> {
         let this = self.project();
+        if let Some(m) = this.masker.as_ref() {
+            this.finisher.set_masking(&m.counts());
+        }
         let usage = this.observer.as_ref().map(|o| o.usage().clone()).unwrap_or_default();
         this.finisher.finish(end, *this.bytes_out, usage, *this.ttft, error)
     }
@@ -289,6 +308,27 @@ impl RelayBody {
             None => Poll::Ready(Some(Err(err))),
         }
     }
+}
+
+/// Masks one relayed chunk (and, at the end, flushes what the masker held back). A failure is
+/// fail-closed: the stream ends with an error frame, never with unmasked text.
+fn mask_chunk(m: &mut masking::StreamMasker, chunk: &[u8], end: bool) -> Result<masking::Masked, GatewayError> {
+    let fail = |e: masking::MaskError| GatewayError::masking_failed(format!("masking the response failed: {e}"));
+    let mut out = if chunk.is_empty() {
+        masking::Masked { caller: Bytes::new(), record: Bytes::new() }
+    } else {
+        m.push(chunk).map_err(fail)?
+    };
+    if end {
+        let tail = m.finish().map_err(fail)?;
+        if !tail.caller.is_empty() {
+            out.caller = Bytes::from([&out.caller[..], &tail.caller[..]].concat());
+        }
+        if !tail.record.is_empty() {
+            out.record = Bytes::from([&out.record[..], &tail.record[..]].concat());
+        }
+    }
+    Ok(out)
 }
 
 impl Body for RelayBody {
@@ -350,6 +390,11 @@ impl Body for RelayBody {
                                 }
                                 *this.done = true;
                             }
+                            let (out, record) = match this.masker.as_mut().map(|m| mask_chunk(m, &out, ended)) {
+                                None => (out, None),
+                                Some(Ok(m)) => (m.caller, Some(m.record)),
+                                Some(Err(e)) => return self.fail(e, End::UpstreamError),
+                            };
                             let now = tokio::time::Instant::now();
                             this.idle.reset(now + *this.idle_for);
                             if !out.is_empty() {
@@ -357,7 +402,12 @@ impl Body for RelayBody {
                                     *this.ttft = Some(this.start.elapsed());
                                 }
                                 *this.bytes_out += out.len() as u64;
-                                this.finisher.record(&out);
+                            }
+                            match &record {
+                                Some(r) if !r.is_empty() => this.finisher.record(r),
+                                Some(_) => {}
+                                None if !out.is_empty() => this.finisher.record(&out),
+                                None => {}
                             }
                             // The answer is whole at the body's end or, for streams, at the API's end
                             // marker: under `strict` that frame waits for the completion record.
@@ -388,13 +438,18 @@ impl Body for RelayBody {
                 }
                 Poll::Ready(None) => {
                     let tail = this.observer.as_mut().map(|o| o.finish()).unwrap_or_default();
+                    let (tail, record) = match this.masker.as_mut().map(|m| mask_chunk(m, &tail, true)) {
+                        None => (tail.clone(), tail),
+                        Some(Ok(m)) => (m.caller, m.record),
+                        Some(Err(e)) => return self.fail(e, End::UpstreamError),
+                    };
                     *this.done = true;
                     *this.bytes_out += tail.len() as u64;
                     if this.ttft.is_none() && !tail.is_empty() {
                         *this.ttft = Some(this.start.elapsed());
                     }
-                    if !tail.is_empty() {
-                        this.finisher.record(&tail);
+                    if !record.is_empty() {
+                        this.finisher.record(&record);
                     }
                     let frame = (!tail.is_empty()).then(|| Frame::data(tail));
                     if let Some(ticket) = self.as_mut().finish(End::Completed, None) {

@@ -7,5 +7,7 @@
 //! detectors, JSON-aware transforms, streams, modes) grows around the `detect` module.
 
 pub mod detect;
+pub mod mask;
 
-pub use detect::{Detected, Entity, Found, detect, scan};
+pub use detect::{CustomSpec, Detected, Detector, DetectorError, Entity, Found, Recognizer, detect, hold_from, scan};
+pub use mask::{Count, Counts, MaskError, Masked, Masker, Mode, Outgoing, Plan, StreamMasker};

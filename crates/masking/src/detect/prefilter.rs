@@ -19,6 +19,8 @@ pub(super) enum Trigger {
     SkKey,
     Jwt,
     PemBegin,
+    /// A lowercase street type (`rue`, `boulevard`, …) that may open an address.
+    Street,
 }
 
 /// Trigger substrings, each with its detector. The trigger is the start of the value.
@@ -40,6 +42,13 @@ pub(super) const TRIGGERS: &[(&str, Trigger)] = &[
     ("sk-", Trigger::SkKey),
     ("eyJ", Trigger::Jwt),
     ("-----BEGIN ", Trigger::PemBegin),
+    ("rue ", Trigger::Street),
+    ("boulevard ", Trigger::Street),
+    ("chemin ", Trigger::Street),
+    ("avenue ", Trigger::Street),
+    ("allée ", Trigger::Street),
+    ("impasse ", Trigger::Street),
+    ("quai ", Trigger::Street),
 ];
 
 /// The trigger finder.
@@ -100,6 +109,7 @@ mod tests {
         }
         assert_eq!(Triggers::Naive.find(body, from), None);
         assert_eq!(seen.len(), 9);
+        assert_eq!(get().find(b"12 rue Thomas", 0), Some((3, Trigger::Street)));
     }
 
     #[test]

@@ -270,7 +270,8 @@ fn detected_names_are_sorted_and_unique() {
     for e in Entity::ALL {
         assert_eq!(Entity::from_name(e.name()), Some(e));
     }
-    assert_eq!(Entity::from_name("PHONE"), None);
+    assert_eq!(Entity::from_name("PHONE"), Some(Entity::Phone));
+    assert_eq!(Entity::from_name("NOPE"), None);
 
     let all: Detected = Entity::ALL.into_iter().rev().chain(Entity::ALL).collect();
     assert_eq!(all.names(), names);
@@ -306,4 +307,151 @@ fn adversarial_bodies_stay_linear() {
         let _ = detect(in_json(&body).as_bytes());
         assert!(start.elapsed() < std::time::Duration::from_secs(5), "{unit}: {:?}", start.elapsed());
     }
+}
+
+/// Each value alone in a sentence is found whole, with the given type.
+#[track_caller]
+fn assert_each(entity: &str, values: &[&str]) {
+    for v in values {
+        let text = format!("see {v} now");
+        assert_eq!(found(&text), [(entity, *v)], "in {text:?}");
+    }
+}
+
+#[test]
+fn structured_types() {
+    assert_each(
+        "PHONE",
+        &[
+            "+33 1 56 75 79 38",
+            "+49 (0) 5393 979837",
+            "+31(0)630-494032",
+            "+1-541-754-3010",
+            "(415) 555-0100",
+            "415-555-0100",
+            "538.399.2352x59533",
+            "(613)862-7993x732",
+            "001-428-970-5685x67025",
+            "03 73 80 39 27",
+            "049 3520233",
+            "(0808)1570334",
+            "+44 20 7946 0958",
+        ],
+    );
+    assert_each("CREDIT_CARD", &["4111 1111 1111 1111", "3565-3058-2832-4255", "378282246310005", "6011111111111117"]);
+    assert_each("US_SSN", &["342-24-4364", "807-93-2322"]);
+    assert_each("IBAN", &["GB82WEST12345698765432", "DE89 3704 0044 0532 0130 00", "NL91ABNA0417164300"]);
+    assert_each("IP_ADDRESS", &["177.128.141.178", "10.0.0.1", "2001:db8::8a2e:370:7334", "fe80::1ff:fe23:4567:890a"]);
+    // Bare digits need a phone word before them.
+    assert_eq!(found("Call me at 0783583030."), [("PHONE", "0783583030")]);
+    assert_eq!(found(r#"{"phone": "082421297"}"#), [("PHONE", "082421297")]);
+    assert_eq!(found("ssn 123456789 on file"), [("US_SSN", "123456789")]);
+    // A port after an address stays out of it.
+    assert_eq!(found("http://116.234.35.237:8000/v1"), [("IP_ADDRESS", "116.234.35.237")]);
+}
+
+#[test]
+fn generic_secrets() {
+    for (text, value) in [
+        (r#"api_key="q_oDxsonGHixeRGS6Ab2z_JEj""#, "q_oDxsonGHixeRGS6Ab2z_JEj"),
+        ("DB_PASSWORD=Zx8#kq2LmP9wTr4v", "Zx8#kq2LmP9wTr4v"),
+        (r#"{"client_secret": "9f86d081884c7d659a2feaa0c55ad015"}"#, "9f86d081884c7d659a2feaa0c55ad015"),
+        ("Authorization: Bearer aGVsbG8gd29ybGQgdGhpcyBpcyBh", "aGVsbG8gd29ybGQgdGhpcyBpcyBh"),
+        ("token := 'tZQ-RwXvIbgDQk5FroteDZJ2L'", "tZQ-RwXvIbgDQk5FroteDZJ2L"),
+    ] {
+        assert_eq!(found(text), [("SECRET_GENERIC", value)], "in {text:?}");
+    }
+    // A provider key after a key word keeps its own type.
+    assert_eq!(found(&format!("token = {GITHUB}")), [("SECRET_GITHUB_TOKEN", GITHUB)]);
+    for text in [
+        "password = get_password()",
+        "api_key = os.environ['API_KEY']",
+        "API_KEY=${API_KEY}",
+        "password: <your password here>",
+        r#""max_tokens": 4096"#,
+        r#""token_type": "bearer_token_abc""#,
+        "secret = your_api_key_here",
+        "password: changeme123",
+        "token = self.config.token",
+        "the author: Jane, key: value",
+    ] {
+        assert_nothing(text);
+    }
+}
+
+#[test]
+fn structured_look_alikes_are_left_alone() {
+    for text in [
+        "released 2016-06-01T16:02:57.969833 as v3.12.25",
+        "order ORD-46130597 shipped",
+        "Test card number 9533312321461668 is rejected",
+        "version 1.2.3.4 is out, build 10.0.19045.3693",
+        "at 12:30:45 on 01/06/2016 or 2016.06.01",
+        "pi is 3.14159265358979 and e is 2.718281828",
+        "MAC 00:1a:2b:3c:4d:5e and std::vector<int>",
+        "commit 2bbac26d77987d98bcb21769c82c1ca6622d4e88 and uuid 71227cb2-ee28-4c1e-a8f5-1ac557afaba6",
+        "ISBN 978-3-16-148410-0 and the year 2024",
+        "page 12 of 300, 1,234,567 rows, $45,000.00",
+        "the port is 8080 and the pid 123456",
+        "SSN 000-12-3456 or 666-12-3456 or 912-12-3456 is invalid",
+        "GB83WEST12345698765432 fails its checksum",
+    ] {
+        assert_nothing(text);
+    }
+}
+
+#[test]
+fn detector_with_custom_types() {
+    let d = Detector::new(&[
+        CustomSpec {
+            name: "project_code".into(),
+            patterns: vec![r"PRJ-\d{4}".into()],
+            words: vec!["Project Falcon".into()],
+            case_sensitive: false,
+        },
+        CustomSpec {
+            name: "customer_id".into(),
+            patterns: vec![r"CUST-[0-9]{6}".into()],
+            case_sensitive: true,
+            ..CustomSpec::default()
+        },
+    ])
+    .unwrap();
+    let text = "prj-1234 and project falcon for CUST-123456, not cust-654321; mail bob@example.com";
+    let mut got = Vec::new();
+    d.scan(text.as_bytes(), |f| got.push((f.entity.name(), &text[f.start..f.end])));
+    assert_eq!(
+        got,
+        [
+            ("PROJECT_CODE", "prj-1234"),
+            ("PROJECT_CODE", "project falcon"),
+            ("CUSTOMER_ID", "CUST-123456"),
+            ("EMAIL", "bob@example.com")
+        ]
+    );
+    let det = d.detect(text.as_bytes());
+    assert_eq!(det.names(), ["CUSTOMER_ID", "EMAIL", "PROJECT_CODE"]);
+    assert!(det.has(Entity::Custom("PROJECT_CODE")) && det.has(Entity::Email));
+    assert_eq!(d.hold_from(b"see PRJ-12"), 4);
+    assert_eq!(Detector::builtin().hold_from(b"see PRJ-12"), 4);
+    assert!(
+        Detector::new(&[CustomSpec { name: "x".into(), patterns: vec!["(".into()], ..CustomSpec::default() }]).is_err()
+    );
+}
+
+#[test]
+fn recognizer_extension_point() {
+    struct Upper;
+    impl Recognizer for Upper {
+        fn recognize(&self, text: &[u8], on_found: &mut dyn FnMut(Found)) {
+            if let Some(i) = text.windows(4).position(|w| w == b"ACME") {
+                on_found(Found { entity: Entity::Person, start: i, end: i + 4 });
+            }
+        }
+    }
+    let d = Detector::builtin().with_recognizer(Box::new(Upper));
+    let text = "ACME wrote to bob@example.com";
+    let mut got = Vec::new();
+    d.scan(text.as_bytes(), |f| got.push((f.entity.name(), &text[f.start..f.end])));
+    assert_eq!(got, [("PERSON", "ACME"), ("EMAIL", "bob@example.com")]);
 }

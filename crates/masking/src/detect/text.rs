@@ -69,6 +69,36 @@ pub(super) fn looks_random(s: &[u8]) -> bool {
     seen.count_ones() as usize >= (s.len() / 3).clamp(3, 10)
 }
 
+/// The nearest word (`[A-Za-z0-9#_]` and UTF-8 letters) ending at or before `end`, skipping
+/// other bytes, not reaching back before `lo`: its (start, end).
+pub(super) fn word_before(body: &[u8], lo: usize, end: usize) -> Option<(usize, usize)> {
+    let is_w = |b: u8| b.is_ascii_alphanumeric() || b == b'#' || b == b'_' || b >= 0x80;
+    let mut we = end;
+    while we > lo && body.get(we - 1).is_some_and(|&b| !is_w(b)) {
+        we -= 1;
+    }
+    let mut ws = we;
+    while ws > lo && body.get(ws - 1).is_some_and(|&b| is_w(b)) {
+        ws -= 1;
+    }
+    (ws < we).then_some((ws, we))
+}
+
+/// Shannon entropy of `s`, in bits per byte.
+pub(super) fn entropy(s: &[u8]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in s {
+        if let Some(c) = counts.get_mut(usize::from(b)) {
+            *c += 1;
+        }
+    }
+    let n = s.len() as f64;
+    counts.iter().filter(|&&c| c > 0).map(|&c| f64::from(c) / n).map(|p| -p * p.log2()).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

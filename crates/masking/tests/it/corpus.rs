@@ -1,10 +1,10 @@
-//! The detector against the labelled corpus of `shared/pii-eval` (`dev.jsonl`), for the types it
-//! covers. Scored as the corpus's `score.py` scores overlap: a prediction matches a gold span of
+//! The detector against the labelled corpus of `shared/pii-eval` (`dev.jsonl`): issue 7's quality
+//! targets, so a regression fails CI. Scored as the corpus's `score.py` scores overlap: a prediction matches a gold span of
 //! its type when their intersection over union is at least 0.5. Also scored per sample, which is
 //! what the policy layer sees: the set of types `detect` reports against the set labelled.
 //!
-//! The corpus path is `$MODELGATE_PII_EVAL`, else `../shared/pii-eval/dev.jsonl` beside the
-//! workspace. Set `MODELGATE_PII_EVAL_PREDICTIONS` to a path to also write predictions in the
+//! The corpus path is `$MODELGATE_PII_EVAL`, else `../../../shared/pii-eval/dev.jsonl` from the
+//! crate (`shared/` beside the workspace); the test is skipped with a message when it is absent. Set `MODELGATE_PII_EVAL_PREDICTIONS` to a path to also write predictions in the
 //! format `score.py` reads.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,9 +13,23 @@ use std::path::PathBuf;
 use masking::{Entity, detect, scan};
 use serde_json::Value;
 
-/// Gold types the detector covers fully, and must be precise on.
-const COVERED: [&str; 5] =
-    ["EMAIL", "SECRET_AWS_ACCESS_KEY", "SECRET_GITHUB_TOKEN", "SECRET_JWT", "SECRET_PRIVATE_KEY"];
+/// Structured and secret types: issue 7 asks overlap F1 >= 0.98 and a leak rate under 1%.
+const STRICT: [&str; 11] = [
+    "CREDIT_CARD",
+    "EMAIL",
+    "IBAN",
+    "IP_ADDRESS",
+    "PHONE",
+    "US_SSN",
+    "SECRET_AWS_ACCESS_KEY",
+    "SECRET_GENERIC",
+    "SECRET_GITHUB_TOKEN",
+    "SECRET_JWT",
+    "SECRET_PRIVATE_KEY",
+];
+/// Names and addresses: above Presidio's overlap F1 in `shared/pii-eval/README.md` (PERSON
+/// 0.814, STREET_ADDRESS 0).
+const FUZZY: [(&str, f64); 2] = [("PERSON", 0.814), ("STREET_ADDRESS", 0.0)];
 
 /// The corpus type a detected entity counts as: the provider-specific keys it has no name for
 /// are `SECRET_GENERIC` there.
@@ -46,9 +60,13 @@ impl Counts {
     fn recall(self) -> f64 {
         if self.tp + self.fn_ == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fn_) as f64 }
     }
+    fn f1(self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+    }
 }
 
-fn corpus_path() -> Option<PathBuf> {
+pub fn corpus_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MODELGATE_PII_EVAL") {
         return Some(PathBuf::from(p));
     }
@@ -61,7 +79,7 @@ fn span(v: &Value) -> (usize, usize) {
 }
 
 #[test]
-fn corpus_precision_and_recall_on_covered_types() {
+fn corpus_meets_the_quality_targets() {
     let Some(path) = corpus_path() else {
         eprintln!("shared/pii-eval/dev.jsonl not found: corpus check skipped (set MODELGATE_PII_EVAL)");
         return;
@@ -70,6 +88,8 @@ fn corpus_precision_and_recall_on_covered_types() {
     let mut spans: BTreeMap<String, Counts> = BTreeMap::new();
     let mut samples: BTreeMap<String, Counts> = BTreeMap::new();
     let (mut negatives, mut negatives_touched) = (0, BTreeMap::<String, usize>::new());
+    // Gold characters per type, and those no prediction covers.
+    let mut leak: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut predictions = String::new();
     let mut rows = 0;
     for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
@@ -110,6 +130,12 @@ fn corpus_precision_and_recall_on_covered_types() {
             }
         }
 
+        for &(t, (gs, ge)) in &gold {
+            let l = leak.entry(t.to_string()).or_default();
+            l.1 += ge - gs;
+            l.0 += (gs..ge).filter(|&c| !predicted.iter().any(|&(_, s, e)| s <= c && c < e)).count();
+        }
+
         // Sample level: what `detect` reports for the sample.
         let found: BTreeSet<&str> = detect(text.as_bytes()).entities().map(gold_type).collect();
         let labelled: BTreeSet<&str> = gold.iter().map(|(t, _)| *t).collect();
@@ -136,18 +162,21 @@ fn corpus_precision_and_recall_on_covered_types() {
 
     eprintln!("{rows} samples from {}", path.display());
     eprintln!(
-        "{:<24} {:>5} {:>4} {:>4} {:>6} {:>6} | per sample: {:>4} {:>4} {:>4}",
-        "type", "tp", "fp", "fn", "P", "R", "tp", "fp", "fn"
+        "{:<24} {:>5} {:>4} {:>4} {:>6} {:>6} {:>6} {:>6} | per sample: {:>4} {:>4} {:>4}",
+        "type", "tp", "fp", "fn", "P", "R", "F1", "leak", "tp", "fp", "fn"
     );
-    for (t, c) in spans.iter().filter(|(t, _)| COVERED.contains(&t.as_str()) || *t == "SECRET_GENERIC") {
+    for (t, c) in &spans {
         let s = samples.get(t).copied().unwrap_or_default();
+        let (leaked, total) = leak.get(t).copied().unwrap_or_default();
         eprintln!(
-            "{t:<24} {:>5} {:>4} {:>4} {:>6.3} {:>6.3} | {:>15} {:>4} {:>4}",
+            "{t:<24} {:>5} {:>4} {:>4} {:>6.3} {:>6.3} {:>6.3} {:>6.4} | {:>15} {:>4} {:>4}",
             c.tp,
             c.fp,
             c.fn_,
             c.precision(),
             c.recall(),
+            c.f1(),
+            leaked as f64 / total.max(1) as f64,
             s.tp,
             s.fp,
             s.fn_
@@ -157,16 +186,22 @@ fn corpus_precision_and_recall_on_covered_types() {
     eprintln!("look-alikes touched: {touched}/{negatives} {negatives_touched:?}");
 
     assert!(rows >= 100, "corpus too small: {rows} rows");
-    for t in COVERED {
+    for t in STRICT {
         let c = spans.get(t).copied().unwrap_or_default();
-        let s = samples.get(t).copied().unwrap_or_default();
+        let (leaked, total) = leak.get(t).copied().unwrap_or_default();
         assert!(c.tp + c.fn_ > 0, "{t}: no labelled spans in the corpus");
-        assert!(c.precision() >= 0.95, "{t}: span precision {:.3} ({c:?})", c.precision());
-        assert!(s.precision() >= 0.95, "{t}: sample precision {:.3} ({s:?})", s.precision());
-        assert!(c.recall() >= 0.95, "{t}: span recall {:.3} ({c:?})", c.recall());
+        assert!(c.f1() >= 0.98, "{t}: overlap F1 {:.3} below 0.98 ({c:?})", c.f1());
+        assert!((leaked as f64) < 0.01 * total as f64, "{t}: leak rate {leaked}/{total} not under 1%");
     }
-    // Provider keys reported as SECRET_GENERIC must be real secrets where the corpus has labels.
-    let generic = spans.get("SECRET_GENERIC").copied().unwrap_or_default();
-    assert!(generic.fp == 0 || generic.precision() >= 0.95, "SECRET_GENERIC: {generic:?}");
-    assert_eq!(touched, 0, "look-alikes touched: {negatives_touched:?}");
+    for (t, presidio) in FUZZY {
+        let c = spans.get(t).copied().unwrap_or_default();
+        assert!(c.tp + c.fn_ > 0, "{t}: no labelled spans in the corpus");
+        assert!(c.f1() > presidio, "{t}: overlap F1 {:.3} not above Presidio's {presidio} ({c:?})", c.f1());
+    }
+    let all: (usize, usize) = leak.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!((all.0 as f64) < 0.01 * all.1 as f64, "leak rate {}/{} not under 1%", all.0, all.1);
+    assert!(
+        (touched as f64) < 0.01 * negatives as f64,
+        "look-alikes touched: {touched}/{negatives} {negatives_touched:?}"
+    );
 }

@@ -8,6 +8,7 @@ mod crash;
 mod faults;
 mod identity;
 mod lifecycle;
+mod masking;
 mod oidc;
 mod policy;
 mod proxy;

@@ -47,6 +47,9 @@ pub(crate) struct Ctx<'a> {
     force_whole: bool,
     id: u64,
     created: u64,
+    /// `x-mock-say`: the answer's text, streamed in 3-character tokens (so that values are split
+    /// across events), instead of the canned words.
+    say: Option<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -62,7 +65,13 @@ impl<'a> Ctx<'a> {
         let json = serde_json::from_slice(body).unwrap_or(Value::Null);
         let id = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ctx { shared, method, path, query, json, tokens, force_whole, id, created }
+        Ctx { shared, method, path, query, json, tokens, force_whole, id, created, say: None }
+    }
+
+    /// Answers with this text (see the `say` field).
+    pub(crate) fn with_say(mut self, say: Option<String>) -> Self {
+        self.say = say;
+        self
     }
 
     fn flavor(&self) -> Flavor {
@@ -102,7 +111,13 @@ impl<'a> Ctx<'a> {
             Some(m) if (m as usize) < wanted => (m as usize, true),
             _ => (wanted, false),
         };
-        Gen { toks: (0..n).map(|i| WORDS[i % WORDS.len()]).collect(), length, prompt: prompt_tokens(&self.json) }
+        if let Some(say) = &self.say {
+            let chars: Vec<char> = say.chars().collect();
+            let toks = chars.chunks(3).map(|c| std::borrow::Cow::Owned(c.iter().collect::<String>())).collect();
+            return Gen { toks, length: false, prompt: prompt_tokens(&self.json) };
+        }
+        let toks = (0..n).map(|i| std::borrow::Cow::Borrowed(WORDS[i % WORDS.len()])).collect();
+        Gen { toks, length, prompt: prompt_tokens(&self.json) }
     }
 
     fn hex_id(&self, prefix: &str) -> String {
@@ -111,7 +126,7 @@ impl<'a> Ctx<'a> {
 }
 
 struct Gen {
-    toks: Vec<&'static str>,
+    toks: Vec<std::borrow::Cow<'static, str>>,
     length: bool,
     prompt: u64,
 }
@@ -810,6 +825,7 @@ fn clone_ctx<'a>(ctx: &Ctx<'a>) -> Ctx<'a> {
         force_whole: ctx.force_whole,
         id: ctx.id,
         created: ctx.created,
+        say: ctx.say.clone(),
     }
 }
 

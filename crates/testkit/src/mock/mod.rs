@@ -10,7 +10,8 @@
 //! - `x-mock-stall-after: N` — send the head and N body chunks, then stall forever;
 //! - `x-mock-head-delay-ms: N` — wait N ms before sending the response head;
 //! - `x-mock-body-bytes: N` — non-streamed 200 whose JSON body is about N bytes;
-//! - `x-mock-echo: 1` — 200 with the exact request body and content-type.
+//! - `x-mock-echo: 1` — 200 with the exact request body and content-type;
+//! - `x-mock-say: TEXT` — the generated answer is TEXT, streamed in 3-character tokens.
 
 mod body;
 mod flavors;
@@ -355,7 +356,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             &body,
             header_num(h, "x-mock-tokens").map(|n| n as usize),
             body_bytes.is_some(),
-        );
+        )
+        .with_say(h.get("x-mock-say").and_then(|v| v.to_str().ok()).map(str::to_owned));
         let reply = flavors::route(&ctx);
         match body_bytes {
             Some(n) => flavors::pad(reply, n, &ctx),

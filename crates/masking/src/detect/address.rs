@@ -1,0 +1,725 @@
+//! Street addresses, by the conventions of each language, with a house number or a street type
+//! as the anchor:
+//! - English: `216 Williams Ramp`, `819 Harrington Estate Apt. 724`, `Flat 72e\nLucy Valleys`
+//!   (house number, capitalised name, a USPS / Royal Mail street suffix, an optional unit);
+//! - French: `41, rue Thomas`, `chemin de Sanchez` (a street type, lowercase or not);
+//! - Italian and Spanish: `Via Cossiga, 3`, `Pasaje Ileana Arrieta 89 Piso 1` (a street type
+//!   first, a house number required, an optional floor or door);
+//! - German and Dutch: `Weißstraße 9`, `Hans-Gerd-Schmiedecke-Platz 9/5`, `Jaysonstraat 181`
+//!   (a compound ending in a street word, a house number required).
+
+use super::names::{Word, read_word};
+use super::scanner::Out;
+use super::{Entity, Found};
+
+/// English street suffixes (USPS Publication 28 and Royal Mail), lowercase, without a dot.
+const EN_SUFFIXES: &[&str] = &[
+    "alley",
+    "aly",
+    "anex",
+    "annex",
+    "arcade",
+    "ave",
+    "avenue",
+    "bayou",
+    "beach",
+    "bend",
+    "bluff",
+    "bluffs",
+    "bottom",
+    "boulevard",
+    "blvd",
+    "branch",
+    "bridge",
+    "brook",
+    "brooks",
+    "burg",
+    "burgs",
+    "bypass",
+    "camp",
+    "canyon",
+    "cape",
+    "causeway",
+    "center",
+    "centre",
+    "circle",
+    "cir",
+    "circles",
+    "cliff",
+    "cliffs",
+    "close",
+    "club",
+    "common",
+    "commons",
+    "corner",
+    "corners",
+    "course",
+    "court",
+    "ct",
+    "courts",
+    "cove",
+    "coves",
+    "creek",
+    "crescent",
+    "cres",
+    "crest",
+    "crossing",
+    "crossroad",
+    "curve",
+    "dale",
+    "dam",
+    "divide",
+    "drive",
+    "dr",
+    "drives",
+    "estate",
+    "estates",
+    "expressway",
+    "extension",
+    "extensions",
+    "falls",
+    "ferry",
+    "field",
+    "fields",
+    "flat",
+    "flats",
+    "ford",
+    "fords",
+    "forest",
+    "forge",
+    "forges",
+    "fork",
+    "forks",
+    "fort",
+    "freeway",
+    "garden",
+    "gardens",
+    "gateway",
+    "glen",
+    "glens",
+    "green",
+    "greens",
+    "grove",
+    "groves",
+    "harbor",
+    "harbors",
+    "harbour",
+    "haven",
+    "heights",
+    "highway",
+    "hwy",
+    "hill",
+    "hills",
+    "hollow",
+    "inlet",
+    "island",
+    "islands",
+    "isle",
+    "junction",
+    "junctions",
+    "key",
+    "keys",
+    "knoll",
+    "knolls",
+    "lake",
+    "lakes",
+    "landing",
+    "lane",
+    "ln",
+    "light",
+    "lights",
+    "loaf",
+    "lock",
+    "locks",
+    "lodge",
+    "loop",
+    "mall",
+    "manor",
+    "manors",
+    "meadow",
+    "meadows",
+    "mews",
+    "mill",
+    "mills",
+    "mission",
+    "motorway",
+    "mount",
+    "mountain",
+    "mountains",
+    "neck",
+    "orchard",
+    "oval",
+    "overpass",
+    "park",
+    "parks",
+    "parkway",
+    "pkwy",
+    "parkways",
+    "pass",
+    "passage",
+    "path",
+    "pike",
+    "pine",
+    "pines",
+    "place",
+    "pl",
+    "plain",
+    "plains",
+    "plaza",
+    "point",
+    "points",
+    "port",
+    "ports",
+    "prairie",
+    "radial",
+    "ramp",
+    "ranch",
+    "rapid",
+    "rapids",
+    "rest",
+    "ridge",
+    "ridges",
+    "river",
+    "road",
+    "rd",
+    "roads",
+    "route",
+    "row",
+    "rue",
+    "run",
+    "shoal",
+    "shoals",
+    "shore",
+    "shores",
+    "skyway",
+    "spring",
+    "springs",
+    "spur",
+    "spurs",
+    "square",
+    "sq",
+    "squares",
+    "station",
+    "stravenue",
+    "stream",
+    "street",
+    "st",
+    "streets",
+    "summit",
+    "terrace",
+    "ter",
+    "throughway",
+    "trace",
+    "track",
+    "trafficway",
+    "trail",
+    "trl",
+    "trailer",
+    "tunnel",
+    "turnpike",
+    "underpass",
+    "union",
+    "unions",
+    "valley",
+    "valleys",
+    "via",
+    "viaduct",
+    "view",
+    "views",
+    "village",
+    "villages",
+    "ville",
+    "vista",
+    "walk",
+    "walks",
+    "wall",
+    "way",
+    "ways",
+    "well",
+    "wells",
+    "wharf",
+    "wynd",
+];
+
+/// Unit designators after an English street, or before it on its own line (UK).
+const UNITS: &[&str] = &[
+    "apt",
+    "apartment",
+    "suite",
+    "ste",
+    "unit",
+    "flat",
+    "floor",
+    "fl",
+    "room",
+    "rm",
+    "studio",
+    "bldg",
+    "building",
+    "piano",
+    "appartamento",
+    "interno",
+    "int",
+    "scala",
+    "piso",
+    "puerta",
+    "apto",
+    "escalera",
+    "esc",
+    "bus",
+    "etage",
+    "étage",
+    "app",
+];
+
+/// Street types written before the name (Romance languages), lowercase, without a dot.
+const PREFIX_TYPES: &[&str] = &[
+    "via",
+    "viale",
+    "piazza",
+    "piazzale",
+    "corso",
+    "largo",
+    "vicolo",
+    "contrada",
+    "borgo",
+    "strada",
+    "rotonda",
+    "incrocio",
+    "canale",
+    "stretto",
+    "lungomare",
+    "calle",
+    "c",
+    "avenida",
+    "avda",
+    "av",
+    "paseo",
+    "pasaje",
+    "plaza",
+    "callejón",
+    "camino",
+    "carrer",
+    "carretera",
+    "cuesta",
+    "glorieta",
+    "pasadizo",
+    "rambla",
+    "ronda",
+    "acceso",
+    "alameda",
+    "vial",
+    "urbanización",
+    "travesía",
+    "senda",
+    "rua",
+    "praça",
+    "travessa",
+    "rue",
+    "avenue",
+    "boulevard",
+    "bd",
+    "chemin",
+    "allée",
+    "impasse",
+    "place",
+    "quai",
+    "cours",
+    "passage",
+    "square",
+    "route",
+];
+
+/// Lowercase street types that open an address without a house number (French).
+const LOWER_TYPES: &[&str] = &["rue", "boulevard", "chemin", "avenue", "allée", "impasse", "quai"];
+
+/// German and Dutch street words, at the end of a compound (`Weißstraße`) or on their own.
+const COMPOUND_SUFFIXES: &[&str] = &[
+    "straße",
+    "strasse",
+    "str",
+    "weg",
+    "allee",
+    "platz",
+    "gasse",
+    "ring",
+    "damm",
+    "ufer",
+    "chaussee",
+    "steig",
+    "pfad",
+    "markt",
+    "straat",
+    "laan",
+    "plein",
+    "gracht",
+    "singel",
+    "kade",
+    "dijk",
+    "dreef",
+    "hof",
+    "pad",
+    "steeg",
+    "baan",
+    "plantsoen",
+    "wal",
+    "park",
+    "kamp",
+    "hoven",
+    "erf",
+];
+
+/// Particles inside street names (`chemin de Roux`, `Ronda de Valentina Tamayo`).
+const PARTICLES: &[&str] = &[
+    "de", "du", "des", "del", "della", "delle", "dei", "degli", "di", "da", "la", "le", "les", "los", "las", "d'",
+    "l'", "y", "e",
+];
+
+fn lower_of(body: &[u8], w: Word) -> super::dict::Lower<'_> {
+    super::dict::lower(body.get(w.start..w.end).unwrap_or(&[]))
+}
+
+/// The word after `end` past one or two spaces (and an optional comma before them).
+fn next_word(body: &[u8], end: usize, comma: bool) -> Option<Word> {
+    let mut i = end;
+    if comma && body.get(i) == Some(&b',') {
+        i += 1;
+    }
+    let mut spaces = 0;
+    while body.get(i) == Some(&b' ') && spaces < 2 {
+        i += 1;
+        spaces += 1;
+    }
+    if spaces == 0 {
+        return None;
+    }
+    read_word(body, i)
+}
+
+/// A house number at `i`: digits (up to 6), an optional letter, an optional range (`4-8`,
+/// `88/85`); its end.
+fn house_number(body: &[u8], i: usize) -> Option<usize> {
+    let n = body.get(i..)?.iter().take(7).take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 || n > 6 {
+        return None;
+    }
+    let mut e = i + n;
+    if body.get(e).is_some_and(u8::is_ascii_alphabetic) && !body.get(e + 1).is_some_and(u8::is_ascii_alphanumeric) {
+        e += 1;
+    }
+    if matches!(body.get(e), Some(b'-' | b'/')) {
+        let m = body.get(e + 1..)?.iter().take(5).take_while(|b| b.is_ascii_digit()).count();
+        if (1..=4).contains(&m) {
+            e += 1 + m;
+        }
+    }
+    if body.get(e).is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80) {
+        return None;
+    }
+    Some(e)
+}
+
+/// After `end`: `[,] number [unit id]` when `want_number`, else just an optional unit; the end.
+fn number_and_unit(body: &[u8], end: usize) -> Option<usize> {
+    let mut i = end;
+    if body.get(i) == Some(&b',') {
+        i += 1;
+    }
+    if body.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    let e = house_number(body, i)?;
+    Some(unit(body, e).unwrap_or(e))
+}
+
+/// An optional unit after `end` (` Apt. 724`, ` Suite 114`, ` Piano 4`, ` Puerta 1`).
+fn unit(body: &[u8], end: usize) -> Option<usize> {
+    let w = next_word(body, end, true)?;
+    let l = lower_of(body, w);
+    if !UNITS.contains(&l.as_str()) {
+        return None;
+    }
+    let mut i = w.end;
+    if body.get(i) == Some(&b'.') {
+        i += 1;
+    }
+    if body.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    let n = body.get(i..)?.iter().take(6).take_while(|b| b.is_ascii_alphanumeric()).count();
+    (1..=5).contains(&n).then_some(i + n)
+}
+
+/// Capitalised name words (with particles between) from the word `w`: the last word, or `None`
+/// when `w` is not capitalised.
+fn name_words(body: &[u8], w: Word, max: usize) -> Option<Word> {
+    if !w.cap {
+        return None;
+    }
+    let mut last = w;
+    let mut count = 1;
+    while count < max {
+        let Some(n) = next_word(body, last.end, false) else { break };
+        if n.cap {
+            last = n;
+            count += 1;
+            continue;
+        }
+        if PARTICLES.contains(&lower_of(body, n).as_str())
+            && let Some(m) = next_word(body, n.end, false)
+            && m.cap
+        {
+            last = m;
+            count += 1;
+            continue;
+        }
+        break;
+    }
+    Some(last)
+}
+
+/// After a street type ending at `end`: particles, capitalised words, then `[,] number [unit]`.
+/// The end, and whether a number was there.
+fn romance_tail(body: &[u8], end: usize) -> Option<(usize, bool)> {
+    let mut w = next_word(body, end, false)?;
+    // `de`, `de la`, `d'Artagnan`.
+    for _ in 0..2 {
+        if !w.cap && PARTICLES.contains(&lower_of(body, w).as_str()) {
+            w = next_word(body, w.end, false)?;
+        }
+    }
+    if !w.cap {
+        // `d'Alembert` reads as one word starting with `d'`.
+        let l = lower_of(body, w);
+        if !(l.starts_with("d'") || l.starts_with("l'")) {
+            return None;
+        }
+    }
+    let last = name_words(body, w, 4).unwrap_or(w);
+    match number_and_unit(body, last.end) {
+        Some(e) => Some((e, true)),
+        None => Some((last.end, false)),
+    }
+}
+
+/// An address at the lowercase street type trigger at `s` (`rue Poirier`, `41, rue Thomas` is
+/// found from its number).
+pub(super) fn at_lower_type(body: &[u8], lo: usize, s: usize, out: &mut Out) {
+    if s < lo || s > 0 && body.get(s - 1).is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80) {
+        return;
+    }
+    let Some(w) = read_word(body, s) else { return };
+    if !LOWER_TYPES.contains(&lower_of(body, w).as_str()) {
+        return;
+    }
+    if let Some((end, _)) = romance_tail(body, w.end) {
+        out.push(Found { entity: Entity::StreetAddress, start: s, end });
+    }
+}
+
+/// An address starting with the house number at `s` (digits up to `num_end`).
+pub(super) fn at_number(body: &[u8], lo: usize, s: usize, num_end: usize, out: &mut Out) {
+    if s < lo {
+        return;
+    }
+    let Some(hn) = house_number(body, s) else { return };
+    let _ = num_end;
+    let Some(w) = next_word(body, hn, true) else { return };
+    let l = lower_of(body, w);
+    // `41, rue Thomas`, `8, avenue de Lucas`.
+    if LOWER_TYPES.contains(&l.as_str()) || (w.cap && PREFIX_TYPES.contains(&l.as_str()) && l.len() > 2) {
+        if let Some((end, _)) = romance_tail(body, w.end) {
+            out.push(Found { entity: Entity::StreetAddress, start: s, end });
+        }
+        return;
+    }
+    // `216 Williams Ramp`, `92919 Martin Walks Suite 114`: the name, then a suffix.
+    if body.get(hn) == Some(&b',') || !w.cap {
+        return;
+    }
+    let mut cur = w;
+    for _ in 0..4 {
+        let Some(n) = next_word(body, cur.end, false) else { return };
+        if !n.cap {
+            return;
+        }
+        let nl = lower_of(body, n);
+        if EN_SUFFIXES.contains(&nl.as_str()) {
+            let mut end = if n.dot { n.end + 1 } else { n.end };
+            // `Main St.` at a sentence end: the dot ends the sentence, keep it out.
+            if n.dot && body.get(n.end + 1).is_none_or(|&b| b != b' ') {
+                end = n.end;
+            }
+            let end = unit(body, end).unwrap_or(end);
+            out.push(Found { entity: Entity::StreetAddress, start: s, end });
+            return;
+        }
+        cur = n;
+    }
+}
+
+/// An address at the capitalised word at `s`: a street type first, a German or Dutch compound,
+/// or a unit line before an English street. Returns whether one was found.
+pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) -> bool {
+    if s < lo {
+        return false;
+    }
+    let Some(w) = read_word(body, s) else { return false };
+    // Every form needs a space (or a dot, then a space) after its first word.
+    if !w.cap || !matches!(body.get(w.end), Some(b' ' | b'.')) {
+        return false;
+    }
+    let l = lower_of(body, w);
+    // `Via Cossiga, 3`, `Pasaje Ileana Arrieta 89 Piso 1`, `C. Jafet Valcárcel 34`.
+    if PREFIX_TYPES.contains(&l.as_str()) {
+        let type_end = if w.dot { w.end + 1 } else { w.end };
+        if (l.len() > 2 || w.dot)
+            && let Some((end, number)) = romance_tail(body, type_end)
+            && (number || LOWER_TYPES.contains(&l.as_str()))
+        {
+            out.push(Found { entity: Entity::StreetAddress, start: s, end });
+            return true;
+        }
+        return false;
+    }
+    // `Weißstraße 9`, `Schäferstr. 4/8`, `Hans-Gerd-Schmiedecke-Platz 9/5`, `Lorenzopad 3`.
+    if let Some(end) = compound(body, w, &l) {
+        out.push(Found { entity: Entity::StreetAddress, start: s, end });
+        return true;
+    }
+    // `Studio 11B\nTomlinson Radial`, `Flat 3, 12 High Street`.
+    if UNITS.contains(&l.as_str())
+        && let Some(end) = unit_first(body, w)
+    {
+        out.push(Found { entity: Entity::StreetAddress, start: s, end });
+        return true;
+    }
+    false
+}
+
+/// A German or Dutch street: a compound ending in a street word (or such a word after a
+/// capitalised one: `Berliner Straße`), then a house number.
+fn compound(body: &[u8], w: Word, l: &str) -> Option<usize> {
+    let mut end = w.end;
+    let mut ok = false;
+    for suf in COMPOUND_SUFFIXES {
+        if l.len() > suf.len() + 1 && l.ends_with(suf) {
+            // `Str.` only abbreviated with its dot.
+            if *suf == "str" {
+                if !w.dot {
+                    continue;
+                }
+                end = w.end + 1;
+            }
+            ok = true;
+            break;
+        }
+    }
+    if !ok {
+        let n = next_word(body, w.end, false)?;
+        let nl = lower_of(body, n);
+        if !(n.cap
+            && ["straße", "strasse", "str", "weg", "allee", "platz", "gasse", "ring", "damm", "laan", "straat"]
+                .contains(&nl.as_str()))
+        {
+            return None;
+        }
+        end = if &*nl == "str" && n.dot { n.end + 1 } else { n.end };
+    }
+    if body.get(end) != Some(&b' ') {
+        return None;
+    }
+    house_number(body, end + 1)
+}
+
+/// A UK unit line (`Flat 72e`, `Studio 11B`) then, after a line break or comma, a street.
+fn unit_first(body: &[u8], w: Word) -> Option<usize> {
+    let mut i = w.end;
+    if body.get(i) == Some(&b'.') {
+        i += 1;
+    }
+    if body.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    let n = body.get(i..)?.iter().take(6).take_while(|b| b.is_ascii_alphanumeric()).count();
+    if !(1..=5).contains(&n) || !body.get(i).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    i += n;
+    // A line break (real or JSON-escaped) or a comma and a space.
+    if body.get(i..).is_some_and(|r| r.starts_with(b"\\n") || r.starts_with(b"\r\n")) {
+        i += 2;
+    } else if matches!(body.get(i), Some(b'\n')) {
+        i += 1;
+    } else if body.get(i..).is_some_and(|r| r.starts_with(b", ")) {
+        i += 2;
+    } else {
+        return None;
+    }
+    // An optional house number, then capitalised words and a suffix.
+    if let Some(hn) = house_number(body, i)
+        && body.get(hn) == Some(&b' ')
+    {
+        i = hn + 1;
+    }
+    let first = read_word(body, i)?;
+    if !first.cap {
+        return None;
+    }
+    let mut cur = first;
+    for _ in 0..4 {
+        let n = next_word(body, cur.end, false)?;
+        if !n.cap {
+            return None;
+        }
+        if EN_SUFFIXES.contains(&lower_of(body, n).as_str()) {
+            return Some(n.end);
+        }
+        cur = n;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    fn addresses(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        super::super::scan(text.as_bytes(), |f| {
+            if f.entity == super::Entity::StreetAddress {
+                out.push(&text[f.start..f.end]);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn street_addresses() {
+        for a in [
+            "Via Cossiga, 3",
+            "Oliviasingel 16",
+            "33 Brian Grove",
+            "8, rue François",
+            "Incrocio Tiepolo, 13 Piano 4",
+            "Ronda de Valentina Tamayo 451",
+            "Weißstraße 9",
+            "819 Harrington Estate Apt. 724",
+            "Schäferstr. 4/8",
+            "Hans-Gerd-Schmiedecke-Platz 9/5",
+            "C. Jafet Valcárcel 34",
+            "boulevard Bernard Delannoy",
+            "98, chemin de Roux",
+            "Pasaje Ileana Arrieta 89 Piso 1",
+            "Studio 11B\nTomlinson Radial",
+            "Flat 72e\nLucy Valleys",
+        ] {
+            let text = format!("ship to {a} please");
+            assert_eq!(addresses(&text), [a], "{text:?}");
+        }
+        for text in ["I have 3 Apple Pies", "Via Email please", "page 12 of the Main Road report"] {
+            assert_eq!(addresses(text), Vec::<&str>::new(), "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The streaming hold-back point: how much of the end of a text may still become (part of) a
+//! match, with the context a detector reads before it.
+//!
+//! Looks back from the end, never more than a few hundred bytes (a PEM block excepted):
+//! 1. the trailing token (no whitespace or delimiter in it) is unfinished, so held;
+//! 2. before it, the pieces a multi-word value is made of are held while they chain: numbers
+//!    and digit groups (phones, cards, IBANs, house numbers), capitalised words (names,
+//!    streets), known first names in any case with the surnames after them, street types and
+//!    particles (`rue`, `de la`), joined by spaces, one line break, `,`, `<` or `(`;
+//! 3. the context of a held value is held with it: `password=`, `"api_key": "`, `"name": "`;
+//! 4. an open PEM block is held from its `-----BEGIN`.
+
+use memchr::memmem;
+
+use super::dict::{is_english, is_first, is_last, lower};
+use super::generic::credential_key;
+use super::names::is_name_key;
+
+/// Longest tail looked at for an open multi-word candidate.
+const MAX_RUN: usize = 256;
+/// Most pieces a multi-word candidate spans.
+const MAX_PIECES: usize = 12;
+/// Longest trailing token held, and longest PEM block looked back over.
+const MAX_TOKEN: usize = 64 * 1024;
+
+/// Bytes that end a token whatever the detector: whitespace and delimiters no value contains.
+fn is_break(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'<' | b'>' | b'[' | b']' | b'{' | b'}')
+}
+
+/// What a piece before the trailing token is to a multi-word value.
+#[derive(PartialEq, Eq)]
+enum Piece {
+    /// Can start or continue a value: hold from it.
+    Value,
+    /// A surname in lowercase: part of a name only if a first name comes before it.
+    Surname,
+    /// Continues a value but does not start one (`de`, `x`, `ext.`).
+    Connector,
+    /// Ends the chain.
+    Other,
+}
+
+fn classify(tok: &[u8]) -> Piece {
+    let Some(&b) = tok.first() else { return Piece::Other };
+    if b.is_ascii_uppercase() || b >= 0x80 || b == b'+' || b == b'(' || tok.iter().any(u8::is_ascii_digit) {
+        return Piece::Value;
+    }
+    let t: &[u8] = tok.strip_suffix(b",").unwrap_or(tok);
+    const STREET: &[&[u8]] = &[b"rue", b"boulevard", b"chemin", b"avenue", b"all\xc3\xa9e", b"impasse", b"quai"];
+    if STREET.contains(&t) {
+        return Piece::Value;
+    }
+    const CONNECTORS: &[&[u8]] = &[
+        b"d'", b"da", b"das", b"de", b"degli", b"dei", b"del", b"della", b"delle", b"den", b"der", b"des", b"di",
+        b"do", b"dos", b"du", b"e", b"ext", b"ext.", b"het", b"l'", b"la", b"las", b"le", b"les", b"lo", b"los", b"te",
+        b"ten", b"ter", b"van", b"von", b"x", b"y", b"zu",
+    ];
+    if CONNECTORS.contains(&t) {
+        return Piece::Connector;
+    }
+    if t.iter().all(|&c| c.is_ascii_lowercase() || c == b'-' || c == b'\'' || c >= 0x80) {
+        let l = lower(t);
+        let s = l.as_str();
+        let parts = || s.split('-').filter(|p| !p.is_empty());
+        // A first name in lowercase may open a name (`jamie fox`); short English words that are
+        // also names somewhere (`so`, `ok`) do not.
+        if parts().next().is_some_and(|p| is_first(p) && !(p.len() <= 3 && is_english(p))) {
+            return Piece::Value;
+        }
+        if parts().all(|p| is_last(p) || is_first(p)) && !s.is_empty() {
+            return Piece::Surname;
+        }
+    }
+    Piece::Other
+}
+
+/// See [`super::hold_from`].
+pub(super) fn hold_from(text: &[u8]) -> usize {
+    let len = text.len();
+    let mut hold = len;
+    // 1. The trailing token.
+    let mut i = len;
+    while i > 0 && len - i < MAX_TOKEN && text.get(i - 1).is_some_and(|&b| !is_break(b)) {
+        i -= 1;
+    }
+    if i < len {
+        hold = i;
+    }
+    // 2. Earlier pieces of a multi-word value the end could still continue.
+    let floor = len.saturating_sub(MAX_RUN).min(i);
+    let mut end = i;
+    for _ in 0..MAX_PIECES {
+        // The gap: spaces, tabs, `,`, `<`, `(`, at most one line break; at most four bytes.
+        let mut gap = end;
+        let mut newlines = 0;
+        while gap > floor && end - gap < 4 {
+            match text.get(gap - 1) {
+                Some(b' ' | b'\t' | b',' | b'<' | b'(') => gap -= 1,
+                Some(b'\n') if newlines == 0 => {
+                    newlines += 1;
+                    gap -= 1;
+                    if gap > floor && text.get(gap - 1) == Some(&b'\r') {
+                        gap -= 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if gap == end && end != len {
+            break;
+        }
+        let mut start = gap;
+        while start > floor && text.get(start - 1).is_some_and(|&b| !is_break(b)) {
+            start -= 1;
+        }
+        let Some(tok) = text.get(start..gap) else { break };
+        match classify(tok) {
+            Piece::Value => hold = hold.min(start),
+            Piece::Surname | Piece::Connector => {}
+            Piece::Other => break,
+        }
+        if tok.is_empty() {
+            break;
+        }
+        end = start;
+    }
+    // 3. The key of a value being held, or of a value still to come.
+    hold = context_start(text, hold);
+    // 4. An open PEM block.
+    hold.min(open_pem(text).unwrap_or(len))
+}
+
+/// When the text before `h` ends with a credential or name key and its operator
+/// (`password=`, `"api_key": "`, `"name": "`), the start of that key; else `h`.
+fn context_start(text: &[u8], h: usize) -> usize {
+    let mut i = h;
+    let mut n = 0;
+    while i > 0 && n < 4 && text.get(i - 1).is_some_and(|&b| matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'`' | b'\\')) {
+        i -= 1;
+        n += 1;
+    }
+    // `=`, `:`, `:=`, `=>`.
+    let op_end = i;
+    while i > 0 && op_end - i < 2 && text.get(i - 1).is_some_and(|&b| matches!(b, b'=' | b':' | b'>')) {
+        i -= 1;
+    }
+    if i == op_end {
+        return h;
+    }
+    let mut k = i;
+    let mut n = 0;
+    while k > 0 && n < 4 && text.get(k - 1).is_some_and(|&b| matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'\\' | b']')) {
+        k -= 1;
+        n += 1;
+    }
+    let key_end = k;
+    while k > 0
+        && key_end - k < 64
+        && text.get(k - 1).is_some_and(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        k -= 1;
+    }
+    let Some(key) = text.get(k..key_end) else { return h };
+    if key.is_empty() || !(credential_key(key) || is_name_key(key)) {
+        return h;
+    }
+    // Include an opening quote of the key.
+    if k > 0 && matches!(text.get(k - 1), Some(b'"' | b'\'')) {
+        k -= 1;
+    }
+    k.min(h)
+}
+
+/// The start of a PEM block opened and not yet closed at the end of the text.
+fn open_pem(text: &[u8]) -> Option<usize> {
+    let from = text.len().saturating_sub(MAX_TOKEN);
+    let window = text.get(from..)?;
+    let begin = memmem::rfind(window, b"-----BEGIN")?;
+    let after = window.get(begin + 10..)?;
+    match memmem::find(after, b"-----END") {
+        // Closed once the END label has its closing dashes.
+        Some(e) => {
+            let label = after.get(e + 8..)?;
+            let closed = label
+                .iter()
+                .take(80)
+                .position(|&b| b == b'-')
+                .is_some_and(|d| label.get(d..).is_some_and(|r| r.starts_with(b"-----")));
+            (!closed).then_some(from + begin)
+        }
+        None => Some(from + begin),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hold_from;
+
+    fn held(text: &str) -> &str {
+        &text[hold_from(text.as_bytes())..]
+    }
+
+    #[test]
+    fn holds() {
+        assert_eq!(held("could you help me rewri"), "rewri");
+        assert_eq!(held("could you help me "), "");
+        assert_eq!(held("call me at +33 1 56 75 "), "+33 1 56 75 ");
+        assert_eq!(held("card 4252 4829"), "4252 4829");
+        assert_eq!(held("between Sonia Römer "), "Sonia Römer ");
+        assert_eq!(held("and jamie fox-lawrence <jack"), "jamie fox-lawrence <jack");
+        assert_eq!(held("98, chemin de "), "98, chemin de ");
+        assert_eq!(held("chemin de "), "chemin de ");
+        assert_eq!(held("the day "), "");
+        assert_eq!(held(r#"api_key=""#), r#"api_key=""#);
+        assert_eq!(held(r#"{"api_key": "q_oDx"#), r#""api_key": "q_oDx"#);
+        assert_eq!(held(r#"{"name": "stephen go"#), r#""name": "stephen go"#);
+        assert_eq!(
+            held("x -----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRI"),
+            "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRI"
+        );
+        assert_eq!(held("x -----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY----- done "), "");
+    }
+}

@@ -1,0 +1,650 @@
+//! Person names, by dictionaries plus context:
+//! - a title (`Mr`, `Dr.`, `Dott.`, `Herr`, `Mme`, …) followed by capitalised words;
+//! - a known first name followed by one to three surname-like words (known surnames, or
+//!   capitalised words that are not common English words), with particles (`van der`, `de la`)
+//!   and suffixes (`Jr.`, `PhD`, `MBA`);
+//! - two known surnames (`Palacio Arteaga`) when neither is an English word;
+//! - in any case (`jamie fox-lawrence`), the display name of an email address
+//!   (`Name <mail@host>`) and the value of a JSON name field (`"name": "…"`) when it starts with
+//!   a known first name.
+//!
+//! A model-based recogniser can be merged into the same pass through [`super::Recognizer`].
+
+use super::dict::{is_english, is_first, is_last, lower};
+use super::scanner::Out;
+use super::{Entity, Found};
+
+/// Most words in a name after its title.
+const MAX_WORDS: usize = 5;
+
+/// A word: letters (any script), inner hyphens and apostrophes (`Schottin-Fliegner`, `O'Brien`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Word {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    /// Whether a `.` follows directly (`Dr.`, `J.`).
+    pub(super) dot: bool,
+    /// Whether the first letter is uppercase.
+    pub(super) cap: bool,
+    /// Whether a letter after the first is lowercase.
+    pub(super) has_lower: bool,
+}
+
+/// The char at `i` and its UTF-8 length.
+pub(super) fn char_at(body: &[u8], i: usize) -> Option<(char, usize)> {
+    let b = *body.get(i)?;
+    let len = match b {
+        0x00..=0x7f => return Some((char::from(b), 1)),
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return None,
+    };
+    let s = std::str::from_utf8(body.get(i..i + len)?).ok()?;
+    s.chars().next().map(|c| (c, len))
+}
+
+fn is_letter_at(body: &[u8], i: usize) -> bool {
+    match body.get(i) {
+        Some(b) if b.is_ascii_alphabetic() => true,
+        Some(&b) if b >= 0xc2 => char_at(body, i).is_some_and(|(c, _)| c.is_alphabetic()),
+        _ => false,
+    }
+}
+
+/// The word at `i`, if a letter starts there.
+pub(super) fn read_word(body: &[u8], i: usize) -> Option<Word> {
+    let (c0, l0) = char_at(body, i)?;
+    if !c0.is_alphabetic() {
+        return None;
+    }
+    let mut j = i + l0;
+    let mut has_lower = false;
+    loop {
+        match body.get(j) {
+            Some(b) if b.is_ascii_alphabetic() => {
+                has_lower |= b.is_ascii_lowercase();
+                j += 1;
+            }
+            Some(b'-' | b'\'') if is_letter_at(body, j + 1) => j += 1,
+            Some(&b) if b >= 0xc2 => match char_at(body, j) {
+                Some((c, l)) if c.is_alphabetic() => {
+                    has_lower |= c.is_lowercase();
+                    j += l;
+                }
+                Some(('\u{2019}', l)) if is_letter_at(body, j + l) => j += l,
+                _ => break,
+            },
+            _ => break,
+        }
+        if j - i > 64 {
+            return None;
+        }
+    }
+    Some(Word { start: i, end: j, dot: body.get(j) == Some(&b'.'), cap: c0.is_uppercase(), has_lower })
+}
+
+/// Titles and honorifics, lowercase, without their dot.
+const TITLES: &[&str] = &[
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mx",
+    "dr",
+    "prof",
+    "sir",
+    "dame",
+    "lord",
+    "lady",
+    "rev",
+    "herr",
+    "frau",
+    "hr",
+    "fr",
+    "dott",
+    "dott.ssa",
+    "dr.ssa",
+    "sig",
+    "sig.ra",
+    "sig.na",
+    "signor",
+    "signora",
+    "avv",
+    "ing",
+    "geom",
+    "arch",
+    "mme",
+    "mlle",
+    "monsieur",
+    "madame",
+    "mademoiselle",
+    "sr",
+    "sra",
+    "srta",
+    "señor",
+    "señora",
+    "don",
+    "doña",
+    "dña",
+    "dhr",
+    "mevr",
+    "mevrouw",
+    "meneer",
+    "drs",
+    "ir",
+    "dipl.-ing",
+    "dipl.-kfm",
+    "univ.prof",
+    "mag",
+];
+
+/// Name suffixes, lowercase, without a final dot.
+const SUFFIXES: &[&str] = &[
+    "jr", "sr", "ii", "iii", "iv", "md", "phd", "mba", "dds", "dvm", "esq", "b.a", "b.sc", "m.sc", "b.eng", "m.eng",
+    "m.a", "ba", "bsc", "msc", "llb", "llm", "cpa", "rn", "mphil",
+];
+
+/// Lowercase particles inside names (`Arsenio del Gallo`, `Mark van der Berg`).
+const PARTICLES: &[&str] = &[
+    "van", "de", "del", "della", "der", "den", "di", "da", "do", "dos", "das", "du", "von", "zu", "le", "la", "ten",
+    "ter", "het", "y", "bin", "al", "el", "dei", "degli", "des", "lo", "d'", "l'",
+];
+
+/// Capitalised words that never belong to a name, even when a surname list has them.
+const STOP: &[&str] = &[
+    "i",
+    "a",
+    "an",
+    "the",
+    "and",
+    "or",
+    "but",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "with",
+    "from",
+    "by",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "my",
+    "your",
+    "his",
+    "her",
+    "our",
+    "their",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "we",
+    "you",
+    "he",
+    "she",
+    "they",
+    "me",
+    "us",
+    "him",
+    "them",
+    "not",
+    "no",
+    "yes",
+    "if",
+    "so",
+    "as",
+    "do",
+    "does",
+    "did",
+    "has",
+    "have",
+    "had",
+    "will",
+    "would",
+    "can",
+    "could",
+    "should",
+    "may",
+    "might",
+    "must",
+    "shall",
+    "what",
+    "who",
+    "when",
+    "where",
+    "why",
+    "how",
+    "all",
+    "any",
+    "some",
+    "hi",
+    "hello",
+    "dear",
+    "thanks",
+    "thank",
+    "please",
+    "regards",
+    "best",
+    "street",
+    "road",
+    "avenue",
+    "lane",
+    "drive",
+    "inc",
+    "ltd",
+    "llc",
+    "corp",
+    "gmbh",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "team",
+    "group",
+    "company",
+    "bank",
+    "university",
+    "hospital",
+    "school",
+    "api",
+    "ai",
+    "ok",
+    // Place names that read as given names (`San Francisco`, `Les Misérables`, `Jordan River`).
+    "san",
+    "santa",
+    "saint",
+    "los",
+    "las",
+    "les",
+    "el",
+    "new",
+    "fort",
+    "mount",
+    "lake",
+    "cape",
+    "river",
+    "ocean",
+    "sea",
+    "city",
+    "county",
+    "valley",
+    "island",
+    "bay",
+];
+
+fn word_str(body: &[u8], w: Word) -> super::dict::Lower<'_> {
+    lower(body.get(w.start..w.end).unwrap_or(&[]))
+}
+
+fn is_title(body: &[u8], w: Word) -> Option<usize> {
+    let l = word_str(body, w);
+    let s = l.as_str();
+    // Dotted compounds first: `Dott.ssa`, `Sig.ra`, `Dipl.-Ing.`.
+    if w.dot {
+        let next = if body.get(w.end + 1) == Some(&b'-') { w.end + 2 } else { w.end + 1 };
+        if let Some(w2) = read_word(body, next) {
+            let joined = format!("{s}.{}{}", if next == w.end + 2 { "-" } else { "" }, word_str(body, w2).as_str());
+            if TITLES.contains(&joined.as_str()) {
+                return Some(if w2.dot { w2.end + 1 } else { w2.end });
+            }
+        }
+    }
+    TITLES.contains(&s).then_some(if w.dot { w.end + 1 } else { w.end })
+}
+
+/// Whether a lowercase word is a known first name, or a hyphenated pair of them (`océane-diane`).
+fn first_name(s: &str) -> bool {
+    is_first(s) || (s.contains('-') && s.split('-').all(|p| !p.is_empty() && is_first(p)))
+}
+
+fn is_stop(s: &str) -> bool {
+    STOP.contains(&s)
+}
+
+/// Whether a capitalised word after a first name or title can be a surname or middle name.
+fn surname_like(body: &[u8], w: Word) -> bool {
+    if !w.cap || !w.has_lower && w.end - w.start > 1 {
+        return false;
+    }
+    let l = word_str(body, w);
+    let s = l.as_str();
+    if s.chars().count() < 2 || is_stop(s) {
+        return false;
+    }
+    // Hyphenated: each part judged (`Schottin-Fliegner`, `Barre-Hervé`).
+    if s.contains('-') {
+        return s
+            .split('-')
+            .all(|p| !p.is_empty() && (is_last(p) || is_first(p) || !is_english(p) || PARTICLES.contains(&p)));
+    }
+    is_last(s) || is_first(s) || !is_english(s)
+}
+
+/// The word after `w` past one space (or a line-free run of one to two spaces).
+fn next_word(body: &[u8], end: usize) -> Option<Word> {
+    let mut i = end;
+    let mut spaces = 0;
+    while body.get(i) == Some(&b' ') && spaces < 2 {
+        i += 1;
+        spaces += 1;
+    }
+    if spaces == 0 {
+        return None;
+    }
+    read_word(body, i)
+}
+
+/// Whether the byte at `end` ends a name rather than gluing it to an identifier or address.
+fn clean_end(body: &[u8], end: usize) -> bool {
+    match body.get(end) {
+        Some(b'@' | b'_') => false,
+        Some(b) if b.is_ascii_digit() => false,
+        Some(b'.') => !body.get(end + 1).is_some_and(|b| b.is_ascii_alphanumeric()),
+        _ => true,
+    }
+}
+
+/// Extends a name over surname-like words, particles and a suffix; returns the end and the
+/// number of words added.
+fn extend(body: &[u8], mut end: usize, max: usize, first_dot: bool) -> (usize, usize) {
+    let mut words = 0;
+    let mut at = end;
+    let _ = first_dot;
+    while words < max {
+        let Some(w) = next_word(body, at) else { break };
+        let l = word_str(body, w);
+        let s = l.as_str();
+        if !w.cap && PARTICLES.contains(&s) {
+            // A particle counts only when a surname follows it (`de la Cruz`).
+            let mut p = w;
+            let mut ok = None;
+            for _ in 0..2 {
+                match next_word(body, p.end) {
+                    Some(n) if n.cap && surname_like(body, n) && clean_end(body, n.end) => {
+                        ok = Some(n);
+                        break;
+                    }
+                    Some(n) if !n.cap && PARTICLES.contains(&word_str(body, n).as_str()) => p = n,
+                    _ => break,
+                }
+            }
+            match ok {
+                Some(n) => {
+                    end = n.end;
+                    at = n.end;
+                    words += 1;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        if surname_like(body, w) && clean_end(body, w.end) {
+            end = w.end;
+            at = w.end;
+            words += 1;
+            continue;
+        }
+        // An initial (`John F. Kennedy`).
+        if w.cap
+            && w.end - w.start == 1
+            && w.dot
+            && let Some(n) = next_word(body, w.end + 1)
+            && surname_like(body, n)
+        {
+            end = n.end;
+            at = n.end;
+            words += 1;
+            continue;
+        }
+        break;
+    }
+    // A suffix: `Jr.`, `PhD`, `MBA.`, `B.Sc.`.
+    if words > 0
+        && let Some(w) = next_word(body, end)
+    {
+        let mut e = w.end;
+        let mut s = word_str(body, w).as_str().to_string();
+        while body.get(e) == Some(&b'.') && is_letter_at(body, e + 1) {
+            if let Some(n) = read_word(body, e + 1) {
+                s.push('.');
+                s.push_str(word_str(body, n).as_str());
+                e = n.end;
+            } else {
+                break;
+            }
+        }
+        if SUFFIXES.contains(&s.as_str()) {
+            end = if body.get(e) == Some(&b'.') { e + 1 } else { e };
+        }
+    }
+    (end, words)
+}
+
+/// A name starting at the capitalised token start `s`.
+pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
+    let Some(w) = read_word(body, s) else { return };
+    if !w.cap || s < lo {
+        return;
+    }
+    // A title, then the name.
+    if let Some(after) = is_title(body, w) {
+        let (end, words) = extend(body, after, MAX_WORDS, w.dot);
+        if words > 0 {
+            out.push(Found { entity: Entity::Person, start: s, end });
+        }
+        return;
+    }
+    if w.end - w.start < 2 || !w.has_lower || !clean_end(body, w.end) {
+        return;
+    }
+    let l = word_str(body, w);
+    let first = l.as_str();
+    if is_stop(first) {
+        return;
+    }
+    if first_name(first) {
+        let (end, words) = extend(body, w.end, MAX_WORDS - 1, false);
+        if words > 0 {
+            out.push(Found { entity: Entity::Person, start: s, end });
+        }
+        return;
+    }
+    // An unknown given name (not an English word) before a known surname that is not one
+    // either (`Toribio Palacio`, `Palacio Arteaga`).
+    if !is_english(first)
+        && first.chars().count() >= 3
+        && let Some(w2) = next_word(body, w.end)
+        && w2.cap
+        && w2.has_lower
+        && clean_end(body, w2.end)
+    {
+        let l2 = word_str(body, w2);
+        if is_last(l2.as_str()) && !is_english(l2.as_str()) {
+            let (end, _) = extend(body, w2.end, MAX_WORDS - 2, false);
+            out.push(Found { entity: Entity::Person, start: s, end });
+        }
+    }
+}
+
+/// Words of a name in any case, from `start`, up to `limit`: (end, word count), when the first
+/// is a known first name or a title and the rest are name-shaped.
+fn lowercase_name(body: &[u8], start: usize, limit: usize) -> Option<(usize, usize)> {
+    let w = read_word(body, start)?;
+    let l = word_str(body, w);
+    let title = is_title(body, w);
+    if title.is_none() && !first_name(l.as_str()) {
+        return None;
+    }
+    let mut end = title.unwrap_or(w.end);
+    let mut words = 1;
+    while end < limit && words < MAX_WORDS {
+        let Some(n) = next_word(body, end) else { break };
+        if n.end > limit {
+            break;
+        }
+        end = if n.dot && body.get(n.end + 1).is_none_or(|&b| b == b' ' || b == b'"') { n.end + 1 } else { n.end };
+        words += 1;
+    }
+    Some((end, words))
+}
+
+/// The display name of the email address at `mail_start` (`Jane Doe <jane@…>`), if any.
+pub(super) fn display_name(body: &[u8], lo: usize, mail_start: usize) -> Option<Found> {
+    let lt = mail_start.checked_sub(1)?;
+    if body.get(lt) != Some(&b'<') {
+        return None;
+    }
+    let mut e = lt;
+    while e > lo && body.get(e - 1) == Some(&b' ') {
+        e -= 1;
+    }
+    if e == lt {
+        return None;
+    }
+    // Up to five words back, stopping at punctuation or a line start.
+    let mut starts = Vec::with_capacity(MAX_WORDS);
+    let mut i = e;
+    while starts.len() < MAX_WORDS {
+        let mut s = i;
+        while s > lo
+            && body
+                .get(s - 1)
+                .is_some_and(|&b| b.is_ascii_alphabetic() || b >= 0x80 || matches!(b, b'-' | b'\'' | b'.'))
+        {
+            s -= 1;
+        }
+        if s == i {
+            break;
+        }
+        starts.push(s);
+        if s == lo || body.get(s - 1) != Some(&b' ') {
+            break;
+        }
+        i = s - 1;
+    }
+    // The longest run of words that reads as a name.
+    for &s in starts.iter().rev() {
+        if let Some((end, _)) = lowercase_name(body, s, e)
+            && end == e
+        {
+            return Some(Found { entity: Entity::Person, start: s, end: e });
+        }
+    }
+    None
+}
+
+/// Whether a JSON key names a person (`name`, `full_name`, `customerName`, …).
+pub(super) fn is_name_key(key: &[u8]) -> bool {
+    NAME_KEYS.contains(&key)
+}
+
+const NAME_KEYS: &[&[u8]] = &[
+    b"name",
+    b"full_name",
+    b"fullname",
+    b"fullName",
+    b"customer_name",
+    b"customerName",
+    b"client_name",
+    b"contact_name",
+    b"contactName",
+    b"first_name",
+    b"firstName",
+    b"last_name",
+    b"lastName",
+    b"given_name",
+    b"family_name",
+    b"surname",
+    b"patient_name",
+    b"cardholder",
+    b"cardholder_name",
+    b"account_holder",
+    b"holder_name",
+    b"display_name",
+    b"displayName",
+    b"person",
+    b"author_name",
+    b"sender_name",
+    b"recipient_name",
+];
+
+/// The value of a JSON name field (`"name": "…"`, `"full_name": "…"`) at the `:` at `colon`.
+pub(super) fn json_name(body: &[u8], lo: usize, colon: usize) -> Option<Found> {
+    let q = colon.checked_sub(1)?;
+    if body.get(q) != Some(&b'"') {
+        return None;
+    }
+    let key_start = body.get(..q)?.iter().rposition(|&b| b == b'"')? + 1;
+    let key = body.get(key_start..q)?;
+    if !is_name_key(key) {
+        return None;
+    }
+    let mut v = colon + 1;
+    while body.get(v) == Some(&b' ') {
+        v += 1;
+    }
+    if body.get(v) != Some(&b'"') {
+        return None;
+    }
+    v += 1;
+    let close = v + body.get(v..)?.iter().take(128).position(|&b| b == b'"')?;
+    if v < lo || close == v {
+        return None;
+    }
+    let (end, _) = lowercase_name(body, v, close)?;
+    // The whole value must be the name.
+    (end == close).then_some(Found { entity: Entity::Person, start: v, end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        super::super::scan(text.as_bytes(), |f| {
+            if f.entity == Entity::Person {
+                out.push(&text[f.start..f.end]);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn person_names() {
+        assert_eq!(
+            names("between Aimé Lopez <a@b.com> and Sonia Römer MBA. <a@b.com>."),
+            ["Aimé Lopez", "Sonia Römer MBA."]
+        );
+        assert_eq!(names("Dr Mark Kelly said"), ["Dr Mark Kelly"]);
+        assert_eq!(names("ask Dott. Nadia Asprucci"), ["Dott. Nadia Asprucci"]);
+        assert_eq!(names("with Arsenio del Gallo today"), ["Arsenio del Gallo"]);
+        assert_eq!(names("and jamie fox-lawrence <jack@example.org>"), ["jamie fox-lawrence"]);
+        assert_eq!(names(r#"{"name": "eliana tognazzi-dellucci", "x": 1}"#), ["eliana tognazzi-dellucci"]);
+        assert_eq!(names("Will you help? May I ask. The Grant Application is due."), Vec::<&str>::new());
+        assert_eq!(names(r#"{"name": "get_weather"}"#), Vec::<&str>::new());
+    }
+}

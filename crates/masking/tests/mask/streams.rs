@@ -1,0 +1,360 @@
+//! Streamed responses: frames stay valid, held text is released in the right place, frames
+//! without text pass in order.
+
+use masking::{Masker, Mode, StreamMasker};
+use protocols::Framing;
+use serde_json::{Value, json as j};
+
+use super::{AWS, EMAIL, GITHUB, PEM, assert_no_value, json, masker, s};
+
+/// Runs `chunks` through a stream masker; returns (caller, record).
+pub fn run(sm: &mut StreamMasker, chunks: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
+    let (mut caller, mut record) = (Vec::new(), Vec::new());
+    for c in chunks {
+        let out = sm.push(c).unwrap();
+        caller.extend_from_slice(&out.caller);
+        record.extend_from_slice(&out.record);
+    }
+    let out = sm.finish().unwrap();
+    caller.extend_from_slice(&out.caller);
+    record.extend_from_slice(&out.record);
+    (caller, record)
+}
+
+/// SSE text of these events (each a JSON value, or a raw data string such as `[DONE]`).
+pub fn sse(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| match e {
+            Value::String(raw) => format!("data: {raw}\n\n"),
+            e => format!("data: {e}\n\n"),
+        })
+        .collect()
+}
+
+/// The data of each SSE event in `out` (multi-line data joined), checking the framing.
+pub fn sse_data(out: &[u8]) -> Vec<String> {
+    let text = s(out);
+    assert!(text.is_empty() || text.ends_with("\n\n"), "unterminated SSE: {text:?}");
+    text.split_terminator("\n\n")
+        .map(|ev| {
+            ev.lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+/// The concatenated `choices[i].delta.content` of an SSE chat stream, per choice index.
+pub fn chat_text(out: &[u8], choice: u64) -> String {
+    let mut text = String::new();
+    for d in sse_data(out) {
+        if d == "[DONE]" || d.is_empty() {
+            continue;
+        }
+        let v = json(d.as_bytes());
+        for c in v["choices"].as_array().into_iter().flatten() {
+            if c["index"] == choice
+                && let Some(t) = c["delta"]["content"].as_str()
+            {
+                text.push_str(t);
+            }
+        }
+    }
+    text
+}
+
+fn delta(i: u64, content: &str) -> Value {
+    j!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": i, "delta": {"content": content}, "finish_reason": null}]})
+}
+
+fn finish(i: u64) -> Value {
+    j!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": i, "delta": {}, "finish_reason": "stop"}]})
+}
+
+#[test]
+fn openai_chat_stream() {
+    let role = j!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+    let usage = j!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}});
+    let input = sse(&[
+        role.clone(),
+        delta(0, "Mail zq."),
+        delta(0, "k9x@exa"),
+        delta(0, "mple.com now"),
+        delta(0, ", key AKIAZ7VQ3X4"),
+        delta(0, "LRTM2PQ5N"),
+        finish(0),
+        usage.clone(),
+        j!("[DONE]"),
+    ]);
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (caller, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_eq!(caller, record);
+    assert_no_value(&record);
+    assert_eq!(chat_text(&record, 0), "Mail [EMAIL] now, key [SECRET_AWS_ACCESS_KEY]");
+    let data = sse_data(&record);
+    // Frames in order: the role chunk first, the finish chunk, usage and [DONE] last, each intact.
+    assert_eq!(json(data[0].as_bytes())["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(data[data.len() - 1], "[DONE]");
+    assert_eq!(json(data[data.len() - 2].as_bytes()), usage);
+    assert_eq!(json(data[data.len() - 3].as_bytes()), finish(0));
+    // The key, held at the end of its last delta, went out in a synthetic frame before the finish.
+    let synthetic = json(data[data.len() - 4].as_bytes());
+    assert_eq!(synthetic, delta(0, "[SECRET_AWS_ACCESS_KEY]"));
+    let counts = sm.counts();
+    assert_eq!(counts.response["EMAIL"].masked, 1);
+    assert_eq!(counts.response["SECRET_AWS_ACCESS_KEY"].masked, 1);
+}
+
+#[test]
+fn choices_are_separate_texts() {
+    // Two choices interleaved: a value split in one must not mix with the other's text.
+    let input = sse(&[
+        delta(0, "a zq.k9x"),
+        delta(1, "b "),
+        delta(0, "@example.com x"),
+        delta(1, "AKIAZ7VQ3X4LRTM2PQ5N y"),
+        finish(1),
+        delta(0, " tail"),
+        finish(0),
+        j!("[DONE]"),
+    ]);
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_no_value(&record);
+    assert_eq!(chat_text(&record, 0), "a [EMAIL] x tail");
+    assert_eq!(chat_text(&record, 1), "b [SECRET_AWS_ACCESS_KEY] y");
+}
+
+#[test]
+fn tool_call_arguments_stream() {
+    let tc = |args: &str| j!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": args}}]}, "finish_reason": null}]});
+    let first = j!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": ""}}]}}]});
+    let input = sse(&[
+        first,
+        tc("{\"to\": \"zq.k9"),
+        tc("x@example.com\", \"k\": \"ghp_R8fK2mQ9xV4tL7wZ"),
+        tc("1nB6cJ3hY5pD0sG2aE8uW\"}"),
+        j!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        j!("[DONE]"),
+    ]);
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_no_value(&record);
+    let mut args = String::new();
+    for d in sse_data(&record) {
+        if d == "[DONE]" {
+            continue;
+        }
+        let v = json(d.as_bytes());
+        if let Some(a) = v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str() {
+            args.push_str(a);
+        }
+    }
+    assert_eq!(args, "{\"to\": \"[EMAIL]\", \"k\": \"[SECRET_GITHUB_TOKEN]\"}");
+}
+
+#[test]
+fn ollama_ndjson() {
+    let line = |c: &str, done: bool| {
+        j!({"model": "llama3", "created_at": "t", "message": {"role": "assistant", "content": c}, "done": done})
+            .to_string()
+            + "\n"
+    };
+    let input = [line("write to zq", false), line(".k9x@example", false), line(".com", false), line("", true)].concat();
+    let mut sm = masker(Mode::Redact).stream(Framing::Ndjson);
+    let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_no_value(&record);
+    let lines: Vec<Value> = s(&record).lines().map(|l| json(l.as_bytes())).collect();
+    assert_eq!(lines.len(), 4, "one line out per line in");
+    let text: String = lines.iter().map(|v| v["message"]["content"].as_str().unwrap()).collect();
+    assert_eq!(text, "write to [EMAIL]");
+    // The held address went out in the final (done) line, which carries a content field.
+    assert_eq!(lines[3]["message"]["content"], "[EMAIL]");
+    assert_eq!(lines[3]["done"], true);
+    // Generate: `response` fields.
+    let gen_line = |r: &str, done: bool| j!({"model": "m", "response": r, "done": done}).to_string() + "\n";
+    let input = [gen_line("key AKIAZ7VQ", false), gen_line("3X4LRTM2PQ5N", false), gen_line("", true)].concat();
+    let (_, record) = run(&mut masker(Mode::Redact).stream(Framing::Ndjson), &[input.as_bytes()]);
+    let text: String =
+        s(&record).lines().map(|l| json(l.as_bytes())["response"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(text, "key [SECRET_AWS_ACCESS_KEY]");
+}
+
+#[test]
+fn tgi_stream() {
+    let tok = |t: &str, last: Option<&str>| j!({"index": 1, "token": {"id": 5, "text": t, "logprob": -0.5, "special": false}, "generated_text": last, "details": null});
+    let input = sse(&[tok("mail ", None), tok("zq.k9x@", None), tok("example.com", Some(&format!("mail {EMAIL}")))]);
+    let (_, record) = run(&mut masker(Mode::Redact).stream(Framing::Sse), &[input.as_bytes()]);
+    assert_no_value(&record);
+    let events: Vec<Value> = sse_data(&record).iter().map(|d| json(d.as_bytes())).collect();
+    let text: String = events.iter().map(|e| e["token"]["text"].as_str().unwrap()).collect();
+    assert_eq!(text, "mail [EMAIL]");
+    assert_eq!(events[2]["generated_text"], "mail [EMAIL]");
+}
+
+#[test]
+fn tokenize_stream_restores_split_placeholders() {
+    let mut m = masker(Mode::Tokenize);
+    let req = m
+        .request(format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{EMAIL} and {AWS}\"}}]}}").as_bytes())
+        .unwrap();
+    assert_eq!(s(&req), r#"{"messages":[{"role":"user","content":"<EMAIL_1> and <SECRET_AWS_ACCESS_KEY_1>"}]}"#);
+    let input = sse(&[
+        delta(0, "To <EMA"),
+        delta(0, "IL_1"),
+        delta(0, "> with <SECRET_AWS_ACCESS_KEY_"),
+        delta(0, "1>, cc new@example.net"),
+        finish(0),
+        j!("[DONE]"),
+    ]);
+    let mut sm = m.stream(Framing::Sse);
+    let (caller, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_eq!(chat_text(&caller, 0), format!("To {EMAIL} with {AWS}, cc <EMAIL_2>"));
+    assert_eq!(chat_text(&record, 0), "To <EMAIL_1> with <SECRET_AWS_ACCESS_KEY_1>, cc <EMAIL_2>");
+    assert_no_value(&record);
+    // No fragment of a restorable placeholder reached the caller.
+    for d in sse_data(&caller) {
+        for frag in ["<EMAIL_1", "IL_1>", "<SECRET_AWS", "KEY_1>", "<EMA\"", "IL_\""] {
+            assert!(!d.contains(frag), "{frag:?} in {d}");
+        }
+    }
+    let m = sm.into_masker();
+    assert_eq!(m.counts().request["EMAIL"].found, 1);
+}
+
+#[test]
+fn raw_and_unframed_streams() {
+    let mut sm = masker(Mode::Redact).stream(Framing::None);
+    let (caller, record) = run(&mut sm, &[b"plain zq.k9x@ex", b"ample.com and ", PEM.as_bytes(), b" end"]);
+    assert_eq!(s(&record), "plain [EMAIL] and [SECRET_PRIVATE_KEY] end");
+    assert_eq!(caller, record);
+    // An unframed JSON body is masked as one JSON body at the end.
+    let mut sm = masker(Mode::Redact).stream(Framing::None);
+    let body = format!("  {{\"choices\":[{{\"message\":{{\"content\":\"{GITHUB}\"}}}}]}}");
+    let (mid, half) = body.as_bytes().split_at(20);
+    let (_, record) = run(&mut sm, &[mid, half]);
+    assert_eq!(json(&record)["choices"][0]["message"]["content"], "[SECRET_GITHUB_TOKEN]");
+}
+
+#[test]
+fn sse_details() {
+    // Comments, event and id lines, CRLF line ends, multi-line data, non-JSON data.
+    let input = format!(
+        ": keep-alive\r\n\r\nevent: message\r\nid: 7\r\ndata: {{\"choices\":[{{\"index\":0,\r\ndata: \"delta\":{{\"content\":\"hi {EMAIL} \"}}}}]}}\r\n\r\ndata: plain {AWS} text\n\ndata: [DONE]\n\n"
+    );
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_no_value(&record);
+    let text = s(&record);
+    // The comment frame passes as it is; the JSON event keeps its field lines and CRLFs.
+    assert!(text.starts_with(": keep-alive\r\n\r\nevent: message\r\nid: 7\r\ndata: {"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    // Held text went out in copies of its frames, before [DONE]; the texts read whole.
+    let events: Vec<&str> = text.split("\n\n").flat_map(|e| e.split("\r\n\r\n")).collect();
+    let mut chat = String::new();
+    let mut plain = String::new();
+    for ev in &events {
+        let data: Vec<&str> = ev.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix("data: ")).collect();
+        let data = data.join("\n");
+        if data.starts_with('{') {
+            assert!(ev.contains("event: message\r\nid: 7\r\n"), "{ev:?}");
+            chat.push_str(json(data.as_bytes())["choices"][0]["delta"]["content"].as_str().unwrap());
+        } else if data != "[DONE]" {
+            plain.push_str(&data);
+        }
+    }
+    assert_eq!(chat, "hi [EMAIL] ");
+    assert_eq!(plain, "plain [SECRET_AWS_ACCESS_KEY] text");
+}
+
+#[test]
+fn sse_lines_that_are_not_data_are_masked_too() {
+    // An error body where events were expected, and a comment: masked as text.
+    let input = format!("{{\"error\": {{\"message\": \"bad prompt: {EMAIL}\"}}}}\n: note {AWS}\n");
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (caller, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_eq!(s(&record), "{\"error\": {\"message\": \"bad prompt: [EMAIL]\"}}\n: note [SECRET_AWS_ACCESS_KEY]\n");
+    assert_eq!(caller, record);
+    assert_eq!(sm.counts().response["EMAIL"].masked, 1);
+}
+
+#[test]
+fn responses_api_stream() {
+    let ev = |kind: &str, v: Value| format!("event: {kind}\ndata: {v}\n\n");
+    let delta = |d: &str| j!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": d});
+    let full = format!("mail {EMAIL}");
+    let input = [
+        ev("response.output_text.delta", delta("mail zq.k9")),
+        ev("response.output_text.delta", delta("x@example.com")),
+        ev("response.output_text.done", j!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": full})),
+        ev("response.completed", j!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed",
+            "output": [{"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": full}]}]}})),
+    ]
+    .concat();
+    let (_, record) = run(&mut masker(Mode::Redact).stream(Framing::Sse), &[input.as_bytes()]);
+    assert_no_value(&record);
+    let text = s(&record);
+    let events: Vec<&str> = text.split_terminator("\n\n").collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.lines().next().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "event: response.output_text.delta",
+            "event: response.output_text.delta",
+            "event: response.output_text.delta",
+            "event: response.output_text.done",
+            "event: response.completed"
+        ]
+    );
+    let deltas: String = events[..3]
+        .iter()
+        .map(|e| {
+            json(e.lines().nth(1).unwrap().strip_prefix("data: ").unwrap().as_bytes())["delta"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(deltas, "mail [EMAIL]");
+    let done = json(events[3].lines().nth(1).unwrap().strip_prefix("data: ").unwrap().as_bytes());
+    assert_eq!(done["text"], "mail [EMAIL]");
+    let completed = json(events[4].lines().nth(1).unwrap().strip_prefix("data: ").unwrap().as_bytes());
+    assert_eq!(completed["response"]["output"][0]["content"][0]["text"], "mail [EMAIL]");
+    assert_eq!(completed["response"]["id"], "resp_1");
+}
+
+#[test]
+fn maskers_move_across_threads() {
+    fn send<T: Send + 'static>() {}
+    send::<Masker>();
+    send::<StreamMasker>();
+}
+
+#[test]
+fn bad_frames_fail_closed() {
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    assert!(sm.push(format!("data: {{\"choices\": [{EMAIL}\n\n").as_bytes()).is_err());
+    assert!(sm.push(b"data: {}\n\n").is_err(), "a failed stream stays failed");
+    let mut sm = masker(Mode::Redact).stream(Framing::Ndjson);
+    assert!(sm.push(b"not json\n").is_err());
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    sm.finish().unwrap();
+    assert!(sm.push(b"data: {}\n\n").is_err());
+}
+
+#[test]
+fn inactive_plan_passes_through() {
+    let p = masking::Plan { request: false, response: false, recording: false, ..super::plan(Mode::Redact) };
+    let mut sm = Masker::new(p, super::key()).stream(Framing::Sse);
+    let input = sse(&[delta(0, EMAIL)]);
+    let (caller, record) = run(&mut sm, &[input.as_bytes()]);
+    assert_eq!(s(&caller), input);
+    assert_eq!(s(&record), input);
+}
