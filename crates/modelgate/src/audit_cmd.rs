@@ -774,6 +774,25 @@ fn print_exchange(v: &Value) {
                 String::new()
             }
         );
+        // The grant's use carries the whole approval: who asked, who approved and why.
+        if kind == "used" {
+            let approvers: Vec<String> = a["approvers"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| match p["reason"].as_str() {
+                    Some(r) => format!("{} (\"{r}\")", s(&p["subject"])),
+                    None => s(&p["subject"]),
+                })
+                .collect();
+            println!(
+                "              requested by {} in exchange {}; approved by {}",
+                s(&a["requester"]),
+                s(&a["requested_by"]),
+                if approvers.is_empty() { "-".to_string() } else { approvers.join(", ") }
+            );
+        }
     }
     let chain = &v["chain"];
     println!(

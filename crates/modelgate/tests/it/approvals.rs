@@ -203,7 +203,17 @@ async fn ticket_mode_window_grants_count_people_not_groups_and_can_be_revoked() 
     assert_eq!(chat(&w.gw, &carol, "mock-embed", "embed this").await.0, 403);
     // A second person: approved; the retry and other calls of the window go through.
     assert!(w.approvals(&uma, &["approve", &id, "--reason", "fine by compliance"]).status.success());
-    assert_eq!(chat(&w.gw, &carol, "mock-embed", "embed this").await.0, 200);
+    let (s, _, retry) = chat(&w.gw, &carol, "mock-embed", "embed this").await;
+    assert_eq!(s, 200);
+    // `audit show` of the call the grant let through names the requester and both approvers.
+    let dir = w.data.path().display().to_string();
+    let text = eventually("the approval story of the retried call", || {
+        let out = w.gw.cli(&["audit", "show", &retry, "--data-dir", &dir]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("fine by compliance").then_some(text)
+    });
+    assert!(text.contains("requested by carol") && text.contains("tess") && text.contains("uma"), "{text}");
+    assert!(text.contains("inference.completion"), "{text}");
     assert_eq!(chat(&w.gw, &carol, "mock-embed", "and something else").await.0, 200);
     assert!(w.events("approval.used").len() >= 2);
 
