@@ -175,6 +175,189 @@ pub fn serialize_sorted<S: serde::Serializer>(v: &Option<Value>, s: S) -> Result
     }
 }
 
+/// Checks that `bytes` are RFC 8785 canonical JSON as events are written: no insignificant
+/// whitespace, object keys unique and sorted by UTF-16 code units, strings with only JCS's
+/// escapes (`\"`, `\\`, the short control escapes, `\u00xx` in lowercase for other control
+/// characters), integers without leading zeros, signs or exponents. One pass; the error names
+/// the byte offset. Hashed bytes that are not canonical cannot be re-derived by an auditor's own
+/// canonicaliser, so `audit verify` reports them as modified.
+pub fn check_canonical(bytes: &[u8]) -> Result<(), String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut p = Canon { b: bytes, i: 0 };
+    p.value(0)?;
+    if p.i != bytes.len() {
+        return Err(format!("trailing bytes at offset {}", p.i));
+    }
+    Ok(())
+}
+
+struct Canon<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Canon<'_> {
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at offset {}", self.i))
+    }
+
+    fn eat(&mut self, c: u8) -> Result<(), String> {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.err(&format!("expected '{}'", c as char))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), String> {
+        if depth > 256 {
+            return self.err("nesting too deep");
+        }
+        match self.b.get(self.i) {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.err("expected a value"),
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<(), String> {
+        if self.b[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            Ok(())
+        } else {
+            self.err("bad literal")
+        }
+    }
+
+    fn number(&mut self) -> Result<(), String> {
+        let start = self.i;
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'0') => {
+                self.i += 1;
+                if self.i - start == 2 {
+                    return self.err("negative zero");
+                }
+            }
+            Some(b'1'..=b'9') => {
+                while matches!(self.b.get(self.i), Some(b'0'..=b'9')) {
+                    self.i += 1;
+                }
+            }
+            _ => return self.err("bad number"),
+        }
+        if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
+            return self.err("a non-integer number");
+        }
+        Ok(())
+    }
+
+    /// A string, decoded (to compare keys).
+    fn string(&mut self) -> Result<String, String> {
+        self.eat(b'"')?;
+        let mut out = String::new();
+        loop {
+            let start = self.i;
+            while let Some(&c) = self.b.get(self.i) {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            out.push_str(std::str::from_utf8(&self.b[start..self.i]).map_err(|e| e.to_string())?);
+            match self.b.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    let esc = self.b.get(self.i + 1).copied();
+                    self.i += 2;
+                    match esc {
+                        Some(b'"') => out.push('"'),
+                        Some(b'\\') => out.push('\\'),
+                        Some(b'b') => out.push('\u{8}'),
+                        Some(b'f') => out.push('\u{c}'),
+                        Some(b'n') => out.push('\n'),
+                        Some(b'r') => out.push('\r'),
+                        Some(b't') => out.push('\t'),
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i..self.i + 4).unwrap_or_default();
+                            let lower = hex.len() == 4 && hex.iter().all(|h| matches!(h, b'0'..=b'9' | b'a'..=b'f'));
+                            let v = std::str::from_utf8(hex).ok().and_then(|h| u32::from_str_radix(h, 16).ok());
+                            match v {
+                                Some(v) if lower && v < 0x20 && !matches!(v, 0x8 | 0x9 | 0xa | 0xc | 0xd) => {
+                                    out.push(char::from_u32(v).unwrap_or_default());
+                                    self.i += 4;
+                                }
+                                _ => return self.err("a \\u escape JCS does not write"),
+                            }
+                        }
+                        _ => return self.err("an escape JCS does not write"),
+                    }
+                }
+                Some(_) => return self.err("a raw control character in a string"),
+                None => return self.err("an unterminated string"),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<(), String> {
+        self.eat(b'{')?;
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        let mut prev: Option<String> = None;
+        loop {
+            let key = self.string()?;
+            if let Some(p) = &prev
+                && p.encode_utf16().cmp(key.encode_utf16()) != std::cmp::Ordering::Less
+            {
+                return self.err(&format!("key \"{key}\" out of order or repeated"));
+            }
+            self.eat(b':')?;
+            self.value(depth + 1)?;
+            prev = Some(key);
+            match self.b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected ',' or '}'"),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), String> {
+        self.eat(b'[')?;
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(depth + 1)?;
+            match self.b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected ',' or ']'"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +384,29 @@ mod tests {
         assert_ne!(a, chain_hash(&a, b"{}"));
         assert_eq!(unhex32(&hex(&a)), Some(a));
         assert_eq!(unhex32("zz"), None);
+    }
+
+    #[test]
+    fn canonical_check_accepts_jcs_and_rejects_what_jcs_never_writes() {
+        let v = serde_json::json!({"b": [1, -2, "x\ny\u{1f}é/"], "a": {"z": null, "aa": true}, "": 0});
+        let jcs = super::to_jcs(&v).unwrap();
+        super::check_canonical(&jcs).unwrap();
+        for bad in [
+            &br#"{"b":1,"a":2}"#[..],
+            br#"{"a":1,"a":2}"#,
+            br#"{"a": 1}"#,
+            br#"{"a":"\/"}"#,
+            br#"{"a":"\u001F"}"#,
+            br#"{"a":"\u0041"}"#,
+            br#"{"a":"\u000a"}"#,
+            b"{\"a\":\"\x01\"}",
+            br#"{"a":1.5}"#,
+            br#"{"a":01}"#,
+            br#"{"a":-0}"#,
+            br#"{"a":1} "#,
+        ] {
+            assert!(super::check_canonical(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        super::check_canonical(br#"{"a":"\u001f","b":"\n"}"#).unwrap();
     }
 }

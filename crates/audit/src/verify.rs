@@ -862,6 +862,18 @@ fn partition(
                 }
             };
             if opts.fields
+                && let Err(e) = crate::canonical::check_canonical(canonical)
+            {
+                found.add(
+                    1,
+                    seq,
+                    FailureKind::Modified,
+                    format!("seq {seq}: the hashed bytes are not RFC 8785 canonical JSON ({e})"),
+                );
+                until = seq + 1;
+                continue;
+            }
+            if opts.fields
                 && let Some((kind, detail)) = compare(r, seq, &prev, &h).map_err(err)?
             {
                 found.add(1, seq, kind, detail);
@@ -1362,6 +1374,25 @@ mod tests {
         c.execute("UPDATE events SET seq = 8 WHERE seq = 13", []).unwrap();
         c.execute("UPDATE events SET seq = 13 WHERE seq = 1000", []).unwrap();
         assert_eq!(failure(&run(dir.path(), false)), (8, FailureKind::Reordered));
+    }
+
+    #[test]
+    fn hashed_bytes_that_are_not_canonical_are_reported() {
+        // The last event rewritten with one insignificant space and re-hashed: the chain links
+        // still hold, but an auditor's own canonicaliser could not reproduce these bytes.
+        let dir = log(30);
+        let c = conn(dir.path());
+        let original = canonical(&c, 30);
+        let prev: Vec<u8> = c.query_row("SELECT prev_hash FROM events WHERE seq = 30", [], |r| r.get(0)).unwrap();
+        let mut bytes = b"{ ".to_vec();
+        bytes.extend_from_slice(&original[1..]);
+        let h = chain_hash(&prev.try_into().unwrap(), &bytes);
+        c.execute("UPDATE events SET canonical = ?1, hash = ?2 WHERE seq = 30", params![bytes, &h[..]]).unwrap();
+        c.execute("DELETE FROM checkpoints WHERE seq >= 30", []).unwrap();
+        let r = run(dir.path(), false);
+        assert_eq!(failure(&r), (30, FailureKind::Modified));
+        let detail = &r.failure.as_ref().unwrap().detail;
+        assert!(detail.contains("canonical"), "{detail}");
     }
 
     #[test]
