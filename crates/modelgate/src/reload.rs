@@ -160,24 +160,15 @@ impl Reloader {
             return Err(json!({ "result": "rejected", "errors": [msg] }));
         };
         let (before, before_version) = (cur.hash.clone(), cur.policy_version.clone());
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                let errors = vec![format!("reading {}: {e}", path.display())];
-                return Err(self.reject(&trigger, None, errors).await);
-            }
-        };
-        let hash = config_hash(&text);
-        let parsed = Config::from_toml(&text).map_err(|e| vec![format!("{}: {e}", path.display())]);
-        let config = match parsed {
-            Ok(c) => c,
-            Err(errors) => return Err(self.reject(&trigger, Some(&hash), errors).await),
-        };
-        let policy_files = policy_paths(&config, &self.base_dir);
-        let stamp = stamp(&path, &policy_files);
-        let policies = match policy::Policies::load(&config, &self.base_dir) {
-            Ok(p) => p,
-            Err(e) => return Err(self.reject(&trigger, Some(&hash), e.messages().to_vec()).await),
+        // Reading, parsing and compiling (Cedar validation of a large policy set takes a while)
+        // run off the async workers: a reload must not stall the data path.
+        let (read_path, base_dir) = (path.clone(), self.base_dir.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_files(&read_path, &base_dir))
+            .await
+            .unwrap_or_else(|e| Err((None, vec![format!("loading the config failed: {e}")])));
+        let (text, hash, config, policies, policy_files, stamp) = match loaded {
+            Ok(l) => l,
+            Err((attempted, errors)) => return Err(self.reject(&trigger, attempted.as_deref(), errors).await),
         };
         let version = policies.version().clone();
         if hash == before && version == before_version {
@@ -300,6 +291,24 @@ impl Reloader {
             Err(p) => *p.into_inner() = Arc::new(view),
         }
     }
+}
+
+/// What a reload reads: the config text, its hash, the parsed config, the compiled policy set,
+/// the Cedar files' paths and the files' state.
+type Loaded_ = (String, String, Config, policy::Policies, Vec<PathBuf>, Stamp);
+
+/// Reads and validates the config at `path` and the policy files it names (blocking). The
+/// error carries the attempted config's hash, when it could be read, and the problems.
+fn load_files(path: &Path, base_dir: &Path) -> Result<Loaded_, (Option<String>, Vec<String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| (None, vec![format!("reading {}: {e}", path.display())]))?;
+    let hash = config_hash(&text);
+    let config =
+        Config::from_toml(&text).map_err(|e| (Some(hash.clone()), vec![format!("{}: {e}", path.display())]))?;
+    let policy_files = policy_paths(&config, base_dir);
+    let stamp = stamp(path, &policy_files);
+    let policies =
+        policy::Policies::load(&config, base_dir).map_err(|e| (Some(hash.clone()), e.messages().to_vec()))?;
+    Ok((text, hash, config, policies, policy_files, stamp))
 }
 
 /// The directory relative `[policy] files` are resolved against: the config file's.
