@@ -244,6 +244,16 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let approvals = approvals::Approvals::open(&s.data_dir, trail.clone(), settings).context("opening approvals")?;
     let webhooks = approvals::webhook::Webhooks::new(&config.approvals).context("setting up approval webhooks")?;
     webhooks.start();
+    let webhooks = Arc::new(webhooks);
+    let (hooks, hook_metrics) = (webhooks.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let st = hooks.stats();
+            hook_metrics.webhook_totals(st.delivered, st.retried, st.failed, st.dropped);
+        }
+    });
     let mut notices = approvals.subscribe();
     tokio::spawn(async move {
         loop {

@@ -309,6 +309,23 @@ async fn webhooks_are_signed_slack_and_teams_shaped_and_retried_without_blocking
     assert!(body["blocks"].is_array());
     assert_eq!(body["@type"], "MessageCard");
     assert!(body["potentialAction"][0]["targets"][0]["uri"].as_str().unwrap().starts_with("https://gw.example/"));
+    // The delivery totals reach /metrics (published every 5 s).
+    let url = format!("{}/metrics", w.gw.admin_url);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, body) = call(get(&url)).await;
+        let text = String::from_utf8_lossy(&body).to_string();
+        let line = |result: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("modelgate_approval_webhook_deliveries{{result=\"{result}\"}}")))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        };
+        if line("delivered") == Some(1) && line("retried").is_some_and(|n| n >= 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "webhook totals not on /metrics:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The excerpt is masked.
     let excerpt = body["modelgate"]["excerpt"].as_str().unwrap();
     assert!(excerpt.contains("[EMAIL]") && !body.to_string().contains("jane.doe@example.com"), "{excerpt}");
