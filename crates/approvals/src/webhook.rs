@@ -23,10 +23,6 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -62,7 +58,7 @@ const MAX_FIELD_CHARS: usize = 200;
 /// The Teams card's accent color (amber: waiting for a decision).
 const THEME_COLOR: &str = "E8A317";
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = identity::http::Client<Full<Bytes>>;
 
 /// What a notification says about one pending approval request. Never a secret or an unmasked
 /// body.
@@ -329,32 +325,9 @@ impl Webhooks {
 
 /// Builds the HTTP client: rustls on aws-lc-rs with the system's root CAs, `https://` and `http://`.
 fn client(need_roots: bool) -> Result<HttpClient, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = || {
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))
-    };
-    let tls = match builder()?.with_native_roots() {
-        Ok(b) => b.with_no_client_auth(),
-        Err(e) => {
-            if need_roots {
-                // http:// receivers still work; https ones fail at delivery time, loudly.
-                tracing::warn!(error = %e, "no system root CAs found; https approval webhooks will fail");
-            }
-            builder()?.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
-        }
-    };
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https))
+    // http:// receivers still work without roots; https ones fail at delivery time, loudly.
+    let warning = need_roots.then_some("no system root CAs found; https approval webhooks will fail");
+    Ok(identity::http::client(identity::http::tls_with_system_roots(warning)?, CONNECT_TIMEOUT))
 }
 
 /// Takes deliveries off the queue while fewer than `in_flight` are running, each in its own task.

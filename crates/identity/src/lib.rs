@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 pub mod authn;
+pub mod http;
 pub mod keys;
 pub mod oidc;
 

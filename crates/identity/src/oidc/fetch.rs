@@ -1,22 +1,17 @@
 //! Fetching discovery documents and key sets over HTTPS (or HTTP on loopback).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
 /// The HTTP client of one issuer.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub(crate) type HttpClient = crate::http::Client<Empty<Bytes>>;
 
 /// Time allowed to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,12 +23,6 @@ const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 /// Builds an issuer's client: TLS through rustls on aws-lc-rs, trusting the system's roots, or
 /// only the CAs of `ca_file` when it is set.
 pub(crate) fn client(ca_file: Option<&Path>) -> Result<HttpClient, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = || {
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))
-    };
     let tls = match ca_file {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -45,27 +34,12 @@ pub(crate) fn client(ca_file: Option<&Path>) -> Result<HttpClient, String> {
             if roots.is_empty() {
                 return Err(format!("ca_file {}: no certificate found", path.display()));
             }
-            builder()?.with_root_certificates(roots).with_no_client_auth()
+            crate::http::tls_with_roots(roots)?
         }
-        None => match builder()?.with_native_roots() {
-            Ok(b) => b.with_no_client_auth(),
-            Err(e) => {
-                // Loopback (http://) issuers still work; https ones fail at fetch time, loudly.
-                tracing::warn!(error = %e, "no system root CAs found; https issuers need ca_file");
-                builder()?.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
-            }
-        },
+        // Loopback (http://) issuers still work; https ones fail at fetch time, loudly.
+        None => crate::http::tls_with_system_roots(Some("no system root CAs found; https issuers need ca_file"))?,
     };
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https))
+    Ok(crate::http::client(tls, CONNECT_TIMEOUT))
 }
 
 /// Why a fetch failed. Never holds a response body.
