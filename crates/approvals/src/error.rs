@@ -54,41 +54,6 @@ pub enum ApprovalError {
     Store(String),
 }
 
-impl ApprovalError {
-    /// A stable, machine-readable code for API errors.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApprovalError::NotFound => "not_found",
-            ApprovalError::SelfApproval => "self_approval",
-            ApprovalError::NotAnApprover { .. } => "not_an_approver",
-            ApprovalError::AlreadyDecided { .. } => "already_decided",
-            ApprovalError::AlreadyApprovedBy => "already_approved_by_you",
-            ApprovalError::ReasonRequired => "reason_required",
-            ApprovalError::Expired => "expired",
-            ApprovalError::GrantInactive { .. } => "grant_inactive",
-            ApprovalError::NotAllowedToRevoke { .. } => "not_allowed",
-            ApprovalError::NoRequirements => "no_requirements",
-            ApprovalError::AuditUnavailable => "audit_unavailable",
-            ApprovalError::Store(_) => "store_error",
-        }
-    }
-
-    /// The HTTP status an API answers with.
-    pub fn status(&self) -> u16 {
-        match self {
-            ApprovalError::NotFound => 404,
-            ApprovalError::SelfApproval
-            | ApprovalError::NotAnApprover { .. }
-            | ApprovalError::AlreadyApprovedBy
-            | ApprovalError::NotAllowedToRevoke { .. } => 403,
-            ApprovalError::AlreadyDecided { .. } | ApprovalError::Expired | ApprovalError::GrantInactive { .. } => 409,
-            ApprovalError::ReasonRequired | ApprovalError::NoRequirements => 400,
-            ApprovalError::AuditUnavailable => 503,
-            ApprovalError::Store(_) => 500,
-        }
-    }
-}
-
 impl From<rusqlite::Error> for ApprovalError {
     fn from(e: rusqlite::Error) -> Self {
         ApprovalError::Store(e.to_string())
