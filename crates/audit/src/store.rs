@@ -141,6 +141,9 @@ impl Store {
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(sql(&path))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql(&path))?;
+        // 8 KiB pages for a new store: appends of ~1 KiB events write fewer, fuller pages than
+        // with 4 KiB (BENCHMARKS 4.3). An existing store keeps its page size.
+        conn.pragma_update(None, "page_size", 8_192).map_err(sql(&path))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql(&path))?;
         // FULL in WAL mode: every commit fsyncs the WAL before it returns.
         conn.pragma_update(None, "synchronous", "FULL").map_err(sql(&path))?;

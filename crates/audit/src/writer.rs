@@ -154,10 +154,54 @@ struct Item {
     if_refused: Option<(Outcome, &'static str)>,
 }
 
+/// How long the writer lets a batch that nobody waits for (`async` records, `balanced`
+/// completions, lifecycle events) grow before committing it. Committing each such record at once
+/// made most commits one or two events: every commit rewrites the tail pages it touches, so
+/// tiny commits multiplied the bytes written and the fsyncs. A record with a waiter commits at
+/// once and takes the lingering ones along.
+pub const LINGER: Duration = Duration::from_millis(5);
+
+/// Queued records that end a linger early.
+const WAKE_AT: usize = 1_024;
+
 #[derive(Default)]
 struct Queue {
     items: Vec<Item>,
+    /// How many of `items` someone waits for.
+    waited: usize,
+    /// When the oldest of `items` was queued.
+    since: Option<Instant>,
     stop: bool,
+}
+
+impl Queue {
+    /// Queues an item; returns whether the writer must be woken now.
+    fn enqueue(&mut self, item: Item) -> bool {
+        let first = self.items.is_empty();
+        if first {
+            self.since = Some(Instant::now());
+        }
+        let waited = item.done.is_some();
+        self.waited += usize::from(waited);
+        self.items.push(item);
+        waited || first || self.items.len() >= WAKE_AT
+    }
+
+    /// Takes everything queued.
+    fn take(&mut self) -> Vec<Item> {
+        self.waited = 0;
+        self.since = None;
+        std::mem::take(&mut self.items)
+    }
+
+    /// How much longer a batch nobody waits for may linger, if it may.
+    fn linger(&self) -> Option<Duration> {
+        if self.stop || self.waited > 0 || self.items.len() >= WAKE_AT {
+            return None;
+        }
+        let left = LINGER.checked_sub(self.since?.elapsed())?;
+        (!left.is_zero()).then_some(left)
+    }
 }
 
 struct Shared {
@@ -311,7 +355,7 @@ impl Audit {
                     && let Some(entry) = entry.take()
                 {
                     let (tx, rx) = oneshot::channel();
-                    q.items.push(Item { entry, done: Some(tx), if_refused: None });
+                    q.enqueue(Item { entry, done: Some(tx), if_refused: None });
                     let depth = q.items.len();
                     drop(q);
                     self.shared.metrics.queue_depth.set(depth as i64);
@@ -360,20 +404,24 @@ impl Audit {
             self.shared.metrics.gap.inc();
             return;
         }
-        q.items.push(Item { entry: Box::new(entry), done: None, if_refused: None });
+        let wake = q.enqueue(Item { entry: Box::new(entry), done: None, if_refused: None });
         let depth = q.items.len();
         drop(q);
         self.shared.metrics.queue_depth.set(depth as i64);
-        self.shared.wake();
+        if wake {
+            self.shared.wake();
+        }
     }
 
     fn push(&self, item: Item) {
         let mut q = self.shared.lock();
-        q.items.push(item);
+        let wake = q.enqueue(item);
         let depth = q.items.len();
         drop(q);
         self.shared.metrics.queue_depth.set(depth as i64);
-        self.shared.wake();
+        if wake {
+            self.shared.wake();
+        }
     }
 
     /// Writes `last` (the `gateway.stop` event), drains the queue, signs a final checkpoint and
@@ -422,7 +470,12 @@ impl WriterThread {
         loop {
             let (mut batch, stop) = {
                 let mut q = self.shared.lock();
-                (std::mem::take(&mut q.items), q.stop)
+                if let Some(left) = q.linger().filter(|_| self.outage.is_none()) {
+                    drop(q);
+                    std::thread::park_timeout(left);
+                    continue;
+                }
+                (q.take(), q.stop)
             };
             if !batch.is_empty() {
                 self.shared.metrics.queue_depth.set(0);

@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use tokio::net::TcpListener;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod approvals_cmd;
 mod audit_cmd;
 mod policy_cmd;
