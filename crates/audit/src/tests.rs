@@ -151,3 +151,47 @@ fn free_form_fields_serialize_canonically_whatever_the_map_order() {
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains(r#""details":{"a":{"x":"é","y":[{"a":2,"b":1}]},"m":null,"z":1}"#), "{text}");
 }
+
+/// Commits the writer made so far (from its metrics).
+fn commits(audit: &Audit) -> u64 {
+    let mut reg = prometheus_client::registry::Registry::default();
+    audit.metrics().register(&mut reg);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("audit_batch_events_count "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+#[test]
+fn records_nobody_waits_for_share_one_commit_and_a_waiter_ends_the_linger() {
+    let dir = testkit::temp_dir("audit-linger");
+    let rt = runtime();
+    let (audit, _) = Audit::open(WriterConfig::gateway(dir.path())).unwrap();
+    let before = commits(&audit);
+    let start = std::time::Instant::now();
+    for i in 0..200 {
+        audit.best_effort(request(&format!("a{i}")));
+    }
+    let queued_in = start.elapsed();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while audit.metrics().events.get() < 200 {
+        assert!(std::time::Instant::now() < deadline, "the lingering batch was never committed");
+        std::thread::yield_now();
+    }
+    // All 200 were queued well inside one linger, so one commit took them all.
+    if queued_in < crate::writer::LINGER / 2 {
+        assert_eq!(commits(&audit) - before, 1, "200 records queued in {queued_in:?}");
+    }
+    // A record someone waits for is committed at once, with what lingers beside it.
+    let before = commits(&audit);
+    audit.best_effort(request("b1"));
+    rt.block_on(async {
+        let t = audit.durable(request("b2")).await.unwrap();
+        t.await.unwrap();
+    });
+    assert_eq!(audit.metrics().events.get(), 202);
+    assert_eq!(commits(&audit) - before, 1);
+    audit.close(None);
+}
