@@ -392,7 +392,8 @@ impl std::fmt::Debug for ContentWriter<'_> {
 
 fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
     let row: Option<(i64, Vec<u8>)> = conn
-        .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(match row {
         None => Head { seq: 0, hash: GENESIS },

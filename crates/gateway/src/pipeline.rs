@@ -516,7 +516,7 @@ impl Gateway {
         };
         let (entry, exchange) = request_entry(facts, false, 0);
         ctx.rt.recorder.later(ctx.route, entry);
-        let mut done = completion_event(&exchange, Outcome::Success);
+        let mut done = completion_event(exchange, Outcome::Success);
         done.status_code = Some(res.status().as_u16());
         done.end = Some("completed".into());
         done.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
@@ -556,7 +556,7 @@ impl Gateway {
         };
         let outcome = if err.status.is_server_error() { Outcome::Failure } else { Outcome::Denied };
         let outcome = if err.status.as_u16() == 503 { Outcome::Error } else { outcome };
-        let mut done = completion_event(&exchange, outcome);
+        let mut done = completion_event(exchange, outcome);
         done.status_code = Some(err.status.as_u16());
         done.reason = Some(err.code.to_string());
         done.end = Some(

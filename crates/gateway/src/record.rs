@@ -185,9 +185,9 @@ pub fn denial_event(f: RequestFacts<'_>) -> Event {
     e
 }
 
-/// A completion event from its exchange's template.
-pub fn completion_event(x: &Exchange, outcome: Outcome) -> Event {
-    let mut e = x.template.clone();
+/// A completion event from its exchange's template (taken, not copied: an exchange completes once).
+pub fn completion_event(x: Exchange, outcome: Outcome) -> Event {
+    let mut e = x.template;
     let fresh = Event::new(EventType::Completion(x.family), outcome);
     e.code = fresh.code;
     e.event_id = fresh.event_id;

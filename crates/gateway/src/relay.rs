@@ -84,7 +84,7 @@ impl CompletionSink {
             (End::Completed, s) if s < 400 => AuditOutcome::Success,
             _ => AuditOutcome::Failure,
         };
-        let mut e = completion_event(&self.exchange, outcome);
+        let mut e = completion_event(self.exchange, outcome);
         e.status_code = Some(self.status);
         e.end = Some(o.end.as_str().to_string());
         e.reason = error.map(str::to_string);

@@ -134,13 +134,29 @@ impl Policies {
         if candidates.is_empty() {
             return self.finish(Vec::new(), Vec::new(), Vec::new());
         }
+        let mut forbids: Vec<&Meta> = Vec::new();
+        let mut permits: Vec<&Meta> = Vec::new();
+        // Candidates that hold by being in the caller's slices are decided without Cedar; the
+        // request and its entities (the costly part) are built only for the others.
+        candidates.retain(|&i| match self.items.get(i as usize) {
+            Some(item) if item.unconditional => {
+                if item.meta.forbid {
+                    forbids.push(&item.meta)
+                } else {
+                    permits.push(&item.meta)
+                }
+                false
+            }
+            _ => true,
+        });
+        if candidates.is_empty() {
+            return self.finish(forbids, permits, Vec::new());
+        }
         let (request, entities) = match self.core_request(q, action, &closure) {
             Ok(r) => r,
             Err(e) => return self.failed(e),
         };
         let evaluator = Evaluator::new(request, &entities, Extensions::all_available());
-        let mut forbids: Vec<&Meta> = Vec::new();
-        let mut permits: Vec<&Meta> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         for i in candidates {
             let Some(item) = self.items.get(i as usize) else { continue };

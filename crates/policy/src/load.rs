@@ -52,6 +52,9 @@ pub(crate) struct Item {
     /// The slice the policy sits in implies its scope (principal, action, resource) holds, so a
     /// decision evaluates only its `when`/`unless` conditions.
     pub scope_implied: bool,
+    /// `scope_implied` and without conditions: being a candidate means it holds, so a decision
+    /// whose candidates are all like this builds no Cedar request at all.
+    pub unconditional: bool,
     /// A permit with an unconstrained action scope (kept out of the sensitive families).
     pub any_action_permit: bool,
 }
@@ -290,7 +293,15 @@ impl Policies {
             source.push_str(&format!("// {}\n{}\n\n", e.origin.describe(), e.policy));
             let scope_implied = scope_implied(&e.policy, &types);
             let any_action_permit = !meta.forbid && matches!(e.policy.action_constraint(), ActionConstraint::Any);
-            items.push(Item { policy: e.policy, meta, filter: e.filter, scope_implied, any_action_permit });
+            let unconditional = scope_implied && without_conditions(&e.policy);
+            items.push(Item {
+                policy: e.policy,
+                meta,
+                filter: e.filter,
+                scope_implied,
+                unconditional,
+                any_action_permit,
+            });
         }
         let by_id: HashMap<String, u32> =
             items.iter().zip(0u32..).map(|(item, i)| (item.policy.id().to_string(), i)).collect();
@@ -743,6 +754,13 @@ fn scope_implied(p: &Policy, types: &Types) -> bool {
         PrincipalConstraint::Is(_) | PrincipalConstraint::IsIn(..) => false,
     };
     principal && matches!(p.resource_constraint(), cedar_policy::ResourceConstraint::Any)
+}
+
+/// True when a policy has no `when`/`unless` conditions (or only a literal `true`).
+fn without_conditions(p: &Policy) -> bool {
+    use cedar_policy_core::ast;
+    let core: &ast::Policy = p.as_ref();
+    core.non_scope_constraints().is_none_or(|e| matches!(e.expr_kind(), ast::ExprKind::Lit(ast::Literal::Bool(true))))
 }
 
 /// The actions (by `Action::ALL` index) a policy can apply to, from its action scope: a named
