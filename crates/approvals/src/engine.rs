@@ -62,7 +62,11 @@ struct WindowKey {
 
 impl WindowKey {
     fn of(c: &Call<'_>) -> WindowKey {
-        WindowKey { subject: c.subject.to_string(), family: c.action.family(), model: c.model.map(str::to_string) }
+        WindowKey {
+            subject: c.subject.to_string(),
+            family: c.action.family().as_str(),
+            model: c.model.map(str::to_string),
+        }
     }
 }
 
@@ -149,7 +153,7 @@ impl Active {
 
     fn window_key(&self) -> WindowKey {
         let g = &self.grant;
-        WindowKey { subject: g.subject.clone(), family: g.action.family(), model: g.model.clone() }
+        WindowKey { subject: g.subject.clone(), family: g.action.family().as_str(), model: g.model.clone() }
     }
 }
 

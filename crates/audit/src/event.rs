@@ -370,48 +370,18 @@ pub enum EventType {
 }
 
 /// The first word of an action: the family of its request and completion events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// `inference.*`
-    Inference,
-    /// `model.*`
-    Model,
-    /// `adapter.*`
-    Adapter,
-    /// `server.*`
-    Server,
-    /// `data.*`
-    Data,
-    /// `read.*`
-    Read,
-    /// `unknown`
-    Unknown,
-}
+pub use protocols::Family;
 
-impl Family {
-    /// The family of an action name (`inference.chat` → `inference`).
-    pub fn of(action: &str) -> Family {
-        match action.split('.').next().unwrap_or("") {
-            "inference" => Family::Inference,
-            "model" => Family::Model,
-            "adapter" => Family::Adapter,
-            "server" => Family::Server,
-            "data" => Family::Data,
-            "read" => Family::Read,
-            _ => Family::Unknown,
-        }
-    }
-
-    fn parts(self) -> (&'static str, &'static str) {
-        match self {
-            Family::Inference => ("inference", "INF"),
-            Family::Model => ("model", "MDL"),
-            Family::Adapter => ("adapter", "ADP"),
-            Family::Server => ("server", "SRV"),
-            Family::Data => ("data", "DAT"),
-            Family::Read => ("read", "RD"),
-            Family::Unknown => ("unknown", "UNK"),
-        }
+/// The area of a family's event codes (`MG-INF-001I`).
+fn code_area(f: Family) -> &'static str {
+    match f {
+        Family::Inference => "INF",
+        Family::Model => "MDL",
+        Family::Adapter => "ADP",
+        Family::Server => "SRV",
+        Family::Data => "DAT",
+        Family::Read => "RD",
+        Family::Unknown => "UNK",
     }
 }
 
@@ -466,8 +436,8 @@ impl EventType {
     /// The stable code for this type and outcome: `MG-<AREA>-<NNN><I|W|E>`.
     pub fn code(self, outcome: Outcome) -> String {
         let (area, n) = match self {
-            EventType::Request(f) => (f.parts().1, 1),
-            EventType::Completion(f) => (f.parts().1, 2),
+            EventType::Request(f) => (code_area(f), 1),
+            EventType::Completion(f) => (code_area(f), 2),
             EventType::AuthFailure => ("AUTH", 1),
             EventType::PolicyDenied => ("POL", 1),
             EventType::TokenCreated => ("TOK", 1),

@@ -146,7 +146,7 @@ pub struct RequestFacts<'a> {
 
 /// Builds the request record and the template of its completion.
 pub fn request_entry(f: RequestFacts<'_>, full: bool, cap: u64) -> (Entry, Exchange) {
-    let family = Family::of(f.action.as_str());
+    let family = f.action.family();
     let mut e = Event::new(EventType::Request(family), Outcome::Success).actor(f.actor);
     e.request_id = Some(f.request_id.to_string());
     e.action = Some(f.action.as_str().to_string());

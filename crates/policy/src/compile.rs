@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use config::{AccessRule, Effect};
 
-use crate::family::{Family, is_sensitive_name};
+use crate::family::{NON_SENSITIVE, is_sensitive_name};
 
 /// One Cedar policy compiled from an `[[access]]` rule.
 #[derive(Debug)]
@@ -152,7 +152,7 @@ fn action_scope(rule: &AccessRule) -> String {
     }
     let mut list: Vec<&str> = Vec::new();
     if star {
-        list.extend(Family::NON_SENSITIVE.iter().map(|f| f.name()));
+        list.extend(NON_SENSITIVE.iter().map(|f| f.as_str()));
     }
     for a in named {
         if !list.contains(&a) {

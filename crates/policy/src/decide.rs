@@ -16,7 +16,7 @@ use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use protocols::Action;
 
-use crate::family::Family;
+use crate::family::{Family, is_sensitive};
 use crate::load::{Meta, Policies};
 use crate::obligations::{Obligations, merge};
 use crate::{Decision, Effect, PrincipalKind, Query};
@@ -53,9 +53,9 @@ impl CoreParts {
             .iter()
             .zip(&action_uids)
             .map(|(a, u)| {
-                let f = Family::of(*a);
+                let f = a.family();
                 let parents =
-                    if f == Family::Unknown { HashSet::new() } else { HashSet::from([uid(&action, f.name())]) };
+                    if f == Family::Unknown { HashSet::new() } else { HashSet::from([uid(&action, f.as_str())]) };
                 ast::Entity::new_with_attr_partial_value(u.clone(), [], HashSet::new(), parents, [])
             })
             .collect();
@@ -189,7 +189,7 @@ impl Policies {
     /// benchmarks and equivalence tests only.
     #[doc(hidden)]
     pub fn decide_unsliced(&self, q: &Query<'_>) -> Decision {
-        let sensitive = Family::of(q.action).is_sensitive();
+        let sensitive = is_sensitive(q.action.family());
         let closure = self.closure(q.groups);
         let (request, entities) = match self.request(q, &closure) {
             Ok(r) => r,
@@ -403,7 +403,7 @@ impl Policies {
         if let Some(a) = self.action_entities.get(action_index) {
             entities.push(a.clone());
         }
-        if let Some(Some(f)) = self.family_entities.get(Family::of(q.action).index()) {
+        if let Some(Some(f)) = self.family_entities.get(q.action.family() as usize) {
             entities.push(f.clone());
         }
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;

@@ -15,7 +15,7 @@ use protocols::Action;
 use sha2::{Digest, Sha256};
 
 use crate::compile::{Prefilter, compile_rule};
-use crate::family::Family;
+use crate::family::{Family, is_sensitive};
 use crate::obligations::{PolicyObligations, ProfileSummary};
 use crate::schema::SCHEMA;
 
@@ -267,14 +267,14 @@ impl Policies {
         let action_uid = |name: &str| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(name));
         let family_entities: Vec<Option<Entity>> = Family::ALL
             .iter()
-            .map(|f| (*f != Family::Unknown).then(|| Entity::with_uid(action_uid(f.name()))))
+            .map(|f| (*f != Family::Unknown).then(|| Entity::with_uid(action_uid(f.as_str()))))
             .collect();
         let action_uids: Vec<EntityUid> = Action::ALL.iter().map(|a| action_uid(a.as_str())).collect();
         let action_entities: Vec<Entity> = Action::ALL
             .iter()
             .map(|a| {
-                let f = Family::of(*a);
-                let parents = if f == Family::Unknown { Default::default() } else { [action_uid(f.name())].into() };
+                let f = a.family();
+                let parents = if f == Family::Unknown { Default::default() } else { [action_uid(f.as_str())].into() };
                 Entity::new_no_attrs(action_uid(a.as_str()), parents)
             })
             .collect();
@@ -771,7 +771,7 @@ fn actions_covered(p: &Policy) -> Vec<bool> {
     let mut mark = |uid: &EntityUid, groups: bool| {
         let name = uid.id().unescaped();
         for (i, a) in Action::ALL.iter().enumerate() {
-            if a.as_str() == name || (groups && a.family() == name && *a != Action::Unknown) {
+            if a.as_str() == name || (groups && a.family().as_str() == name && *a != Action::Unknown) {
                 out[i] = true;
             }
         }
@@ -780,7 +780,7 @@ fn actions_covered(p: &Policy) -> Vec<bool> {
         ActionConstraint::Any => {
             let forbid = p.effect() == cedar_policy::Effect::Forbid;
             for (i, a) in Action::ALL.iter().enumerate() {
-                out[i] = forbid || !Family::of(*a).is_sensitive();
+                out[i] = forbid || !is_sensitive(a.family());
             }
         }
         ActionConstraint::Eq(u) => mark(&u, false),

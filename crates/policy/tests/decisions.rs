@@ -141,7 +141,7 @@ fn the_case_table_covers_every_family_and_outcome() {
     let (_, cases) = load_cases();
     let mut seen = std::collections::BTreeSet::new();
     for (case, expect) in all_cases(&cases) {
-        seen.insert((case.action.family(), expect["decision"].as_str().unwrap().to_string()));
+        seen.insert((case.action.family().as_str(), expect["decision"].as_str().unwrap().to_string()));
     }
     for family in ["inference", "model", "adapter", "server", "data", "read", "unknown"] {
         for effect in ["allow", "deny", "require_approval"] {

@@ -104,32 +104,98 @@ impl Action {
         }
     }
 
-    /// The family (the name's first word): `inference`, `model`, `adapter`, `server`, `data`, `read`, `unknown`.
-    pub fn family(self) -> &'static str {
+    /// The family (the name's first word).
+    pub fn family(self) -> Family {
         match self {
             Action::InferenceChat
             | Action::InferenceCompletion
             | Action::InferenceEmbedding
             | Action::InferenceRerank
-            | Action::InferenceOther => "inference",
+            | Action::InferenceOther => Family::Inference,
             Action::ModelLoad
             | Action::ModelUnload
             | Action::ModelPull
             | Action::ModelPush
             | Action::ModelCreate
             | Action::ModelCopy
-            | Action::ModelDelete => "model",
-            Action::AdapterLoad | Action::AdapterUnload => "adapter",
-            Action::ServerConfig => "server",
-            Action::DataUpload | Action::DataDelete | Action::DataBatch | Action::DataFinetune => "data",
-            Action::ReadModels | Action::ReadOther => "read",
-            Action::Unknown => "unknown",
+            | Action::ModelDelete => Family::Model,
+            Action::AdapterLoad | Action::AdapterUnload => Family::Adapter,
+            Action::ServerConfig => Family::Server,
+            Action::DataUpload | Action::DataDelete | Action::DataBatch | Action::DataFinetune => Family::Data,
+            Action::ReadModels | Action::ReadOther => Family::Read,
+            Action::Unknown => Family::Unknown,
         }
     }
 
     /// Parses a dotted action name (exact, as produced by [`Action::as_str`]).
     pub fn from_name(s: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// An action family: the first word of an action's name, what policies name as a group
+/// (`inference`), and the first word of the audit event types (`inference.request`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// `inference.*`
+    Inference,
+    /// `model.*`
+    Model,
+    /// `adapter.*`
+    Adapter,
+    /// `server.*`
+    Server,
+    /// `data.*`
+    Data,
+    /// `read.*`
+    Read,
+    /// `unknown`
+    Unknown,
+}
+
+impl Family {
+    /// Every family, in declaration order (`Family::X as usize` indexes it).
+    pub const ALL: [Family; 7] = [
+        Family::Inference,
+        Family::Model,
+        Family::Adapter,
+        Family::Server,
+        Family::Data,
+        Family::Read,
+        Family::Unknown,
+    ];
+
+    /// The family's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Inference => "inference",
+            Family::Model => "model",
+            Family::Adapter => "adapter",
+            Family::Server => "server",
+            Family::Data => "data",
+            Family::Read => "read",
+            Family::Unknown => "unknown",
+        }
+    }
+
+    /// The family of any dotted name by its first word (`inference.chat`, `model.request`),
+    /// `Unknown` when the word names none.
+    pub fn of(name: &str) -> Family {
+        let first = name.split('.').next().unwrap_or(name);
+        Family::ALL.into_iter().find(|f| f.as_str() == first).unwrap_or(Family::Unknown)
+    }
+
+    /// A family name (`inference`) or an action name (`inference.chat`, `unknown`), strictly.
+    pub fn from_name(name: &str) -> Option<Family> {
+        let first = name.split('.').next().unwrap_or(name);
+        let f = Family::ALL.into_iter().find(|f| f.as_str() == first)?;
+        (name == first || Action::from_name(name).is_some()).then_some(f)
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -151,7 +217,9 @@ mod tests {
             assert!(seen.insert(name), "duplicate name {name}");
             assert_eq!(Action::from_name(name), Some(a));
             let expected_family = name.split('.').next().unwrap_or_default();
-            assert_eq!(a.family(), expected_family, "{name}");
+            assert_eq!(a.family().as_str(), expected_family, "{name}");
+            assert_eq!(Family::of(name), a.family());
+            assert_eq!(Family::from_name(name), Some(a.family()));
             assert_eq!(a.to_string(), name);
         }
         assert_eq!(seen.len(), 22);
@@ -159,7 +227,10 @@ mod tests {
         assert_eq!(Action::from_name("Inference.chat"), None);
         assert_eq!(Action::InferenceChat.as_str(), "inference.chat");
         assert_eq!(Action::DataFinetune.as_str(), "data.finetune");
-        assert_eq!(Action::ServerConfig.family(), "server");
-        assert_eq!(Action::Unknown.family(), "unknown");
+        assert_eq!(Action::ServerConfig.family(), Family::Server);
+        assert_eq!(Action::Unknown.family(), Family::Unknown);
+        assert_eq!(Family::from_name("model"), Some(Family::Model));
+        assert_eq!(Family::from_name("model.nothing"), None);
+        assert_eq!(Family::of("nothing.request"), Family::Unknown);
     }
 }

@@ -16,7 +16,7 @@ mod usage;
 #[cfg(test)]
 mod tests;
 
-pub use action::Action;
+pub use action::{Action, Family};
 pub use classify::{Classification, classify};
 pub use end::ends_answer;
 pub use endpoint::{BodyUse, Endpoint, Framing, ModelAt, StreamRule, UsageShape, accepts_stream_options, lookup};
