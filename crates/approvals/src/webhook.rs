@@ -146,6 +146,19 @@ struct Counters {
     retried: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    /// Deliveries queued or being sent (retries included).
+    pending: AtomicU64,
+    /// Signalled whenever `pending` drops to zero.
+    idle: tokio::sync::Notify,
+}
+
+impl Counters {
+    /// One delivery is over (sent, given up on, or dropped before it was queued).
+    fn finished(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
 }
 
 /// Retry and concurrency settings.
@@ -279,7 +292,9 @@ impl Webhooks {
             }
             let body = body.get_or_insert_with(|| Bytes::from(payload(notice).to_string())).clone();
             let job = Job { hook: i, approval: notice.id.clone(), delivery: uuid::Uuid::now_v7().to_string(), body };
+            self.stats.pending.fetch_add(1, Ordering::AcqRel);
             if self.tx.try_send(job).is_err() {
+                self.stats.finished();
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     approval = %notice.id,
@@ -312,6 +327,24 @@ impl Webhooks {
         runtime.spawn(dispatch(rx, worker));
     }
 
+    /// Waits until every queued delivery was sent or given up on, at most `within` (a graceful
+    /// stop lets retries under way finish); returns how many were still pending then.
+    pub async fn drain(&self, within: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let idle = self.stats.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let pending = self.stats.pending.load(Ordering::Acquire);
+            if pending == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.stats.pending.load(Ordering::Acquire);
+            }
+        }
+    }
+
     /// Delivery counters so far.
     pub fn stats(&self) -> WebhookStats {
         WebhookStats {
@@ -339,6 +372,7 @@ async fn dispatch(mut rx: mpsc::Receiver<Job>, worker: Arc<Worker>) {
         let worker = worker.clone();
         tokio::spawn(async move {
             worker.deliver(job).await;
+            worker.stats.finished();
             drop(slot);
         });
     }

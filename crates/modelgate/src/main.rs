@@ -248,6 +248,7 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let webhooks = approvals::webhook::Webhooks::new(&config.approvals).context("setting up approval webhooks")?;
     webhooks.start();
     let webhooks = Arc::new(webhooks);
+    let drain_hooks = webhooks.clone();
     let (hooks, hook_metrics) = (webhooks.clone(), metrics.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -345,6 +346,11 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
         tracing::info!("shutdown requested");
     })
     .await;
+    // Approval notifications still being sent or retried get the same grace as open streams.
+    let abandoned = drain_hooks.drain(s.shutdown_grace).await;
+    if abandoned > 0 {
+        tracing::warn!(deliveries = abandoned, "approval webhook deliveries still pending at shutdown are abandoned");
+    }
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     let _ = reload_task.await;

@@ -330,3 +330,33 @@ async fn webhooks_are_signed_slack_and_teams_shaped_and_retried_without_blocking
     let excerpt = body["modelgate"]["excerpt"].as_str().unwrap();
     assert!(excerpt.contains("[EMAIL]") && !body.to_string().contains("jane.doe@example.com"), "{excerpt}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_a_webhook_retry_finish() {
+    let receiver = testkit::webhook::WebhookReceiver::start(b"hook-secret").await;
+    // The first attempt fails, so the delivery is waiting out its backoff when the stop comes.
+    receiver.fail_next(1);
+    let hooks = format!(
+        "[[approvals.webhooks]]\ngroup = \"security\"\nurl = \"{}/hook\"\nsecret_env = \"MG_TEST_HOOK_SECRET\"\n",
+        receiver.url()
+    );
+    let mut w = World::start(&hooks, &[("MG_TEST_HOOK_SECRET", "hook-secret")]).await;
+    let ian = w.key("ian", "interns");
+    let (s, v, _) = chat(&w.gw, &ian, "mock-model", "the quarterly totals").await;
+    assert_eq!(s, 403);
+    let id = v["error"]["approval_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.attempts().is_empty() {
+        assert!(Instant::now() < deadline, "no webhook attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(receiver.deliveries().is_empty(), "the first attempt was to fail");
+    w.gw.signal_term();
+    let status = w.gw.wait_exit(Duration::from_secs(30)).expect("the gateway did not stop");
+    assert!(status.success(), "{status:?}");
+    // The retry went out before the process ended, signed and for this approval.
+    let delivered = receiver.deliveries();
+    assert_eq!(delivered.len(), 1, "attempts: {}", receiver.attempts().len());
+    assert!(delivered[0].signature_valid);
+    assert_eq!(delivered[0].json["modelgate"]["id"], id.as_str());
+}
