@@ -281,14 +281,19 @@ async fn request_grants_are_single_use_bound_to_the_body_and_survive_a_restart()
     assert!(!w.pending(&sam).iter().any(|p| p["id"] == id.as_str()));
 }
 
+/// One webhook for the `security` group, signed with `hook-secret` (from `MG_TEST_HOOK_SECRET`).
+fn hook_config(receiver: &testkit::webhook::WebhookReceiver) -> String {
+    format!(
+        "[[approvals.webhooks]]\ngroup = \"security\"\nurl = \"{}/hook\"\nsecret_env = \"MG_TEST_HOOK_SECRET\"\n",
+        receiver.url()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_signed_slack_and_teams_shaped_and_retried_without_blocking() {
     let receiver = testkit::webhook::WebhookReceiver::start(b"hook-secret").await;
     receiver.fail_next(2);
-    let hooks = format!(
-        "[[approvals.webhooks]]\ngroup = \"security\"\nurl = \"{}/hook\"\nsecret_env = \"MG_TEST_HOOK_SECRET\"\n",
-        receiver.url()
-    );
+    let hooks = hook_config(&receiver);
     let w = World::start(&hooks, &[("MG_TEST_HOOK_SECRET", "hook-secret")]).await;
     let ian = w.key("ian", "interns");
     let started = Instant::now();
@@ -336,10 +341,7 @@ async fn a_graceful_stop_lets_a_webhook_retry_finish() {
     let receiver = testkit::webhook::WebhookReceiver::start(b"hook-secret").await;
     // The first attempt fails, so the delivery is waiting out its backoff when the stop comes.
     receiver.fail_next(1);
-    let hooks = format!(
-        "[[approvals.webhooks]]\ngroup = \"security\"\nurl = \"{}/hook\"\nsecret_env = \"MG_TEST_HOOK_SECRET\"\n",
-        receiver.url()
-    );
+    let hooks = hook_config(&receiver);
     let mut w = World::start(&hooks, &[("MG_TEST_HOOK_SECRET", "hook-secret")]).await;
     let ian = w.key("ian", "interns");
     let (s, v, _) = chat(&w.gw, &ian, "mock-model", "the quarterly totals").await;
