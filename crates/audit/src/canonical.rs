@@ -57,6 +57,11 @@ pub fn unhex32(s: &str) -> Option<[u8; 32]> {
 #[error("number {0} is not an integer; audit events hold integers only")]
 pub struct NonCanonical(String);
 
+/// RFC 8785's order of object member names: by their UTF-16 code units.
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
 /// RFC 8785 bytes of a JSON value: object members sorted by their UTF-16 code units, no
 /// whitespace, strings escaped minimally. Numbers must be integers (all modelgate events are).
 pub fn to_jcs(v: &Value) -> Result<Vec<u8>, NonCanonical> {
@@ -96,7 +101,7 @@ fn write(v: &Value, out: &mut Vec<u8>) -> Result<(), NonCanonical> {
         }
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            keys.sort_by(|a, b| key_order(a, b));
             out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
@@ -146,7 +151,7 @@ impl serde::Serialize for Sorted<'_> {
         match self.0 {
             Value::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                keys.sort_by(|a, b| key_order(a, b));
                 let mut map = s.serialize_map(Some(keys.len()))?;
                 for k in keys {
                     if let Some(v) = m.get(k) {
@@ -217,7 +222,7 @@ impl Canon<'_> {
         match self.b.get(self.i) {
             Some(b'{') => self.object(depth),
             Some(b'[') => self.array(depth),
-            Some(b'"') => self.string().map(|_| ()),
+            Some(b'"') => self.string(None),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
@@ -260,10 +265,9 @@ impl Canon<'_> {
         Ok(())
     }
 
-    /// A string, decoded (to compare keys).
-    fn string(&mut self) -> Result<String, String> {
+    /// A string, validated; decoded into `out` when given (keys, to compare them).
+    fn string(&mut self, mut out: Option<&mut String>) -> Result<(), String> {
         self.eat(b'"')?;
-        let mut out = String::new();
         loop {
             let start = self.i;
             while let Some(&c) = self.b.get(self.i) {
@@ -272,31 +276,33 @@ impl Canon<'_> {
                 }
                 self.i += 1;
             }
-            out.push_str(std::str::from_utf8(&self.b[start..self.i]).map_err(|e| e.to_string())?);
-            match self.b.get(self.i) {
+            if let Some(out) = out.as_deref_mut() {
+                out.push_str(std::str::from_utf8(&self.b[start..self.i]).map_err(|e| e.to_string())?);
+            }
+            let decoded = match self.b.get(self.i) {
                 Some(b'"') => {
                     self.i += 1;
-                    return Ok(out);
+                    return Ok(());
                 }
                 Some(b'\\') => {
                     let esc = self.b.get(self.i + 1).copied();
                     self.i += 2;
                     match esc {
-                        Some(b'"') => out.push('"'),
-                        Some(b'\\') => out.push('\\'),
-                        Some(b'b') => out.push('\u{8}'),
-                        Some(b'f') => out.push('\u{c}'),
-                        Some(b'n') => out.push('\n'),
-                        Some(b'r') => out.push('\r'),
-                        Some(b't') => out.push('\t'),
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
                         Some(b'u') => {
                             let hex = self.b.get(self.i..self.i + 4).unwrap_or_default();
                             let lower = hex.len() == 4 && hex.iter().all(|h| matches!(h, b'0'..=b'9' | b'a'..=b'f'));
                             let v = std::str::from_utf8(hex).ok().and_then(|h| u32::from_str_radix(h, 16).ok());
                             match v {
                                 Some(v) if lower && v < 0x20 && !matches!(v, 0x8 | 0x9 | 0xa | 0xc | 0xd) => {
-                                    out.push(char::from_u32(v).unwrap_or_default());
                                     self.i += 4;
+                                    char::from_u32(v).unwrap_or_default()
                                 }
                                 _ => return self.err("a \\u escape JCS does not write"),
                             }
@@ -306,6 +312,9 @@ impl Canon<'_> {
                 }
                 Some(_) => return self.err("a raw control character in a string"),
                 None => return self.err("an unterminated string"),
+            };
+            if let Some(out) = out.as_deref_mut() {
+                out.push(decoded);
             }
         }
     }
@@ -318,9 +327,10 @@ impl Canon<'_> {
         }
         let mut prev: Option<String> = None;
         loop {
-            let key = self.string()?;
+            let mut key = String::new();
+            self.string(Some(&mut key))?;
             if let Some(p) = &prev
-                && p.encode_utf16().cmp(key.encode_utf16()) != std::cmp::Ordering::Less
+                && key_order(p, &key) != std::cmp::Ordering::Less
             {
                 return self.err(&format!("key \"{key}\" out of order or repeated"));
             }
