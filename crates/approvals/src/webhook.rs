@@ -450,7 +450,7 @@ impl Worker {
         };
         let response = match self.client.request(request).await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry { why: error_chain(&e), after: None },
+            Err(e) => return Outcome::Retry { why: identity::http::error_chain(&e), after: None },
         };
         let status = response.status();
         let after = retry_after(response.headers().get(header::RETRY_AFTER));
@@ -485,17 +485,6 @@ fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
 fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -514,15 +503,8 @@ fn mac(secret: &[u8], t: u64, body: &[u8]) -> Hmac<Sha256> {
 /// `t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
     let tag = mac(secret, t, body).finalize().into_bytes();
-    let mut out = format!("t={t},v1=");
-    for b in tag {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
+    format!("t={t},v1={}", audit::canonical::hex(&tag))
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Whether `header` (an `x-modelgate-signature` value) signs `body` with `secret`, at a time
 /// within `tolerance` of `now` (unix seconds, either side). Any of several `v1=` values may match

@@ -55,3 +55,15 @@ fn builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::Wants
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))
 }
+
+/// An error and its sources, `outer: inner: innermost` (hyper's errors say little on their own).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

@@ -71,7 +71,7 @@ pub(crate) async fn get(client: &HttpClient, uri: &Uri) -> Result<Bytes, FetchEr
         .body(Empty::new())
         .map_err(|e| FetchError::Request(e.to_string()))?;
     let fetch = async {
-        let resp = client.request(req).await.map_err(|e| FetchError::Request(error_chain(&e)))?;
+        let resp = client.request(req).await.map_err(|e| FetchError::Request(crate::http::error_chain(&e)))?;
         if resp.status() != StatusCode::OK {
             return Err(FetchError::Status(resp.status()));
         }
@@ -79,17 +79,6 @@ pub(crate) async fn get(client: &HttpClient, uri: &Uri) -> Result<Bytes, FetchEr
         Ok(body.to_bytes())
     };
     tokio::time::timeout(FETCH_TIMEOUT, fetch).await.map_err(|_| FetchError::Timeout(FETCH_TIMEOUT))?
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 #[derive(Deserialize)]
