@@ -56,8 +56,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
 }
 
-/// When an exchange's audit records must be durable (SPEC section 5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+/// When an exchange's audit records must be durable (SPEC section 5). Ordered strictest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// The request record is fsync'd before forwarding; the completion before the final byte.
@@ -81,8 +81,8 @@ impl Durability {
     }
 }
 
-/// What of an exchange is recorded beside the chain.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+/// What of an exchange is recorded beside the chain. Ordered most recorded first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Recording {
     /// Request and response bodies (streams with chunk timing), compressed.

@@ -85,7 +85,6 @@ pub(crate) struct Types {
 #[derive(Debug)]
 pub struct Policies {
     pub(crate) version: Arc<str>,
-    pub(crate) len: usize,
     pub(crate) needs_detection: bool,
     pub(crate) source: String,
     pub(crate) items: Vec<Item>,
@@ -334,7 +333,6 @@ impl Policies {
         let version = version(&compiled_text, &files, config);
         Ok(Policies {
             version,
-            len: items.len(),
             needs_detection,
             source,
             items,
@@ -364,12 +362,12 @@ impl Policies {
 
     /// The number of Cedar policies.
     pub fn len(&self) -> usize {
-        self.len
+        self.items.len()
     }
 
     /// True when there is no policy (every call is denied).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.items.is_empty()
     }
 
     /// True when some policy reads `context.detected`, so detection must run before deciding.

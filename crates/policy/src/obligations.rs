@@ -148,14 +148,6 @@ pub(crate) struct ProfileSummary {
     pub mode: MaskMode,
 }
 
-fn durability_rank(d: Durability) -> u8 {
-    match d {
-        Durability::Strict => 0,
-        Durability::Balanced => 1,
-        Durability::Async => 2,
-    }
-}
-
 /// Merges the obligations of the deciding permits (`(reported id, obligations)`), per the rule
 /// in the crate docs.
 pub(crate) fn merge<'a>(
@@ -176,17 +168,12 @@ pub(crate) fn merge<'a>(
             entities.extend(p.entities.iter().cloned());
             mode = Some(mode.map_or(p.mode, |cur| cur.min(p.mode)));
         }
+        // Strictest wins: the least recording, the strictest durability (their orders).
         if let Some(r) = o.recording {
-            recording = Some(match (recording, r) {
-                (Some(Recording::Metadata), _) | (_, Recording::Metadata) => Recording::Metadata,
-                _ => Recording::Full,
-            });
+            recording = Some(recording.map_or(r, |cur| cur.max(r)));
         }
         if let Some(d) = o.durability {
-            durability = Some(match durability {
-                Some(cur) if durability_rank(cur) <= durability_rank(d) => cur,
-                _ => d,
-            });
+            durability = Some(durability.map_or(d, |cur| cur.min(d)));
         }
         if let Some(a) = &o.approval {
             let a = Approval::from_config(id.clone(), a);

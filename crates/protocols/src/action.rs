@@ -210,6 +210,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_lists_in_declaration_order() {
+        // Per-action and per-family tables elsewhere index by `as usize`.
+        for (i, a) in Action::ALL.into_iter().enumerate() {
+            assert_eq!(a as usize, i, "{a}");
+        }
+        for (i, f) in Family::ALL.into_iter().enumerate() {
+            assert_eq!(f as usize, i, "{f}");
+        }
+    }
+
+    #[test]
     fn names_round_trip_and_families() {
         let mut seen = std::collections::HashSet::new();
         for a in Action::ALL {
