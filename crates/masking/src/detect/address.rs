@@ -8,7 +8,7 @@
 //! - German and Dutch: `Weißstraße 9`, `Hans-Gerd-Schmiedecke-Platz 9/5`, `Jaysonstraat 181`
 //!   (a compound ending in a street word, a house number required).
 
-use super::names::{Word, read_word};
+use super::names::{Word, next_word, read_word, word_str};
 use super::scanner::Out;
 use super::{Entity, Found};
 
@@ -375,25 +375,9 @@ const PARTICLES: &[&str] = &[
     "l'", "y", "e",
 ];
 
-fn lower_of(body: &[u8], w: Word) -> super::dict::Lower<'_> {
-    super::dict::lower(body.get(w.start..w.end).unwrap_or(&[]))
-}
-
-/// The word after `end` past one or two spaces (and an optional comma before them).
-fn next_word(body: &[u8], end: usize, comma: bool) -> Option<Word> {
-    let mut i = end;
-    if comma && body.get(i) == Some(&b',') {
-        i += 1;
-    }
-    let mut spaces = 0;
-    while body.get(i) == Some(&b' ') && spaces < 2 {
-        i += 1;
-        spaces += 1;
-    }
-    if spaces == 0 {
-        return None;
-    }
-    read_word(body, i)
+/// The word after `end` past an optional comma and one or two spaces.
+fn next_word_after_comma(body: &[u8], end: usize) -> Option<Word> {
+    next_word(body, if body.get(end) == Some(&b',') { end + 1 } else { end })
 }
 
 /// A house number at `i`: digits (up to 6), an optional letter, an optional range (`4-8`,
@@ -435,8 +419,8 @@ fn number_and_unit(body: &[u8], end: usize) -> Option<usize> {
 
 /// An optional unit after `end` (` Apt. 724`, ` Suite 114`, ` Piano 4`, ` Puerta 1`).
 fn unit(body: &[u8], end: usize) -> Option<usize> {
-    let w = next_word(body, end, true)?;
-    let l = lower_of(body, w);
+    let w = next_word_after_comma(body, end)?;
+    let l = word_str(body, w);
     if !UNITS.contains(&l.as_str()) {
         return None;
     }
@@ -461,14 +445,14 @@ fn name_words(body: &[u8], w: Word, max: usize) -> Option<Word> {
     let mut last = w;
     let mut count = 1;
     while count < max {
-        let Some(n) = next_word(body, last.end, false) else { break };
+        let Some(n) = next_word(body, last.end) else { break };
         if n.cap {
             last = n;
             count += 1;
             continue;
         }
-        if PARTICLES.contains(&lower_of(body, n).as_str())
-            && let Some(m) = next_word(body, n.end, false)
+        if PARTICLES.contains(&word_str(body, n).as_str())
+            && let Some(m) = next_word(body, n.end)
             && m.cap
         {
             last = m;
@@ -483,16 +467,16 @@ fn name_words(body: &[u8], w: Word, max: usize) -> Option<Word> {
 /// After a street type ending at `end`: particles, capitalised words, then `[,] number [unit]`.
 /// The end, and whether a number was there.
 fn romance_tail(body: &[u8], end: usize) -> Option<(usize, bool)> {
-    let mut w = next_word(body, end, false)?;
+    let mut w = next_word(body, end)?;
     // `de`, `de la`, `d'Artagnan`.
     for _ in 0..2 {
-        if !w.cap && PARTICLES.contains(&lower_of(body, w).as_str()) {
-            w = next_word(body, w.end, false)?;
+        if !w.cap && PARTICLES.contains(&word_str(body, w).as_str()) {
+            w = next_word(body, w.end)?;
         }
     }
     if !w.cap {
         // `d'Alembert` reads as one word starting with `d'`.
-        let l = lower_of(body, w);
+        let l = word_str(body, w);
         if !(l.starts_with("d'") || l.starts_with("l'")) {
             return None;
         }
@@ -511,7 +495,7 @@ pub(super) fn at_lower_type(body: &[u8], lo: usize, s: usize, out: &mut Out) {
         return;
     }
     let Some(w) = read_word(body, s) else { return };
-    if !LOWER_TYPES.contains(&lower_of(body, w).as_str()) {
+    if !LOWER_TYPES.contains(&word_str(body, w).as_str()) {
         return;
     }
     if let Some((end, _)) = romance_tail(body, w.end) {
@@ -519,15 +503,14 @@ pub(super) fn at_lower_type(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
 }
 
-/// An address starting with the house number at `s` (digits up to `num_end`).
-pub(super) fn at_number(body: &[u8], lo: usize, s: usize, num_end: usize, out: &mut Out) {
+/// An address starting with the house number at `s`.
+pub(super) fn at_number(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     if s < lo {
         return;
     }
     let Some(hn) = house_number(body, s) else { return };
-    let _ = num_end;
-    let Some(w) = next_word(body, hn, true) else { return };
-    let l = lower_of(body, w);
+    let Some(w) = next_word_after_comma(body, hn) else { return };
+    let l = word_str(body, w);
     // `41, rue Thomas`, `8, avenue de Lucas`.
     if LOWER_TYPES.contains(&l.as_str()) || (w.cap && PREFIX_TYPES.contains(&l.as_str()) && l.len() > 2) {
         if let Some((end, _)) = romance_tail(body, w.end) {
@@ -541,11 +524,11 @@ pub(super) fn at_number(body: &[u8], lo: usize, s: usize, num_end: usize, out: &
     }
     let mut cur = w;
     for _ in 0..4 {
-        let Some(n) = next_word(body, cur.end, false) else { return };
+        let Some(n) = next_word(body, cur.end) else { return };
         if !n.cap {
             return;
         }
-        let nl = lower_of(body, n);
+        let nl = word_str(body, n);
         if EN_SUFFIXES.contains(&nl.as_str()) {
             let mut end = if n.dot { n.end + 1 } else { n.end };
             // `Main St.` at a sentence end: the dot ends the sentence, keep it out.
@@ -571,7 +554,7 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) -> bool {
     if !w.cap || !matches!(body.get(w.end), Some(b' ' | b'.')) {
         return false;
     }
-    let l = lower_of(body, w);
+    let l = word_str(body, w);
     // `Via Cossiga, 3`, `Pasaje Ileana Arrieta 89 Piso 1`, `C. Jafet Valcárcel 34`.
     if PREFIX_TYPES.contains(&l.as_str()) {
         let type_end = if w.dot { w.end + 1 } else { w.end };
@@ -618,8 +601,8 @@ fn compound(body: &[u8], w: Word, l: &str) -> Option<usize> {
         }
     }
     if !ok {
-        let n = next_word(body, w.end, false)?;
-        let nl = lower_of(body, n);
+        let n = next_word(body, w.end)?;
+        let nl = word_str(body, n);
         if !(n.cap
             && ["straße", "strasse", "str", "weg", "allee", "platz", "gasse", "ring", "damm", "laan", "straat"]
                 .contains(&nl.as_str()))
@@ -671,11 +654,11 @@ fn unit_first(body: &[u8], w: Word) -> Option<usize> {
     }
     let mut cur = first;
     for _ in 0..4 {
-        let n = next_word(body, cur.end, false)?;
+        let n = next_word(body, cur.end)?;
         if !n.cap {
             return None;
         }
-        if EN_SUFFIXES.contains(&lower_of(body, n).as_str()) {
+        if EN_SUFFIXES.contains(&word_str(body, n).as_str()) {
             return Some(n.end);
         }
         cur = n;

@@ -295,7 +295,8 @@ const STOP: &[&str] = &[
     "bay",
 ];
 
-fn word_str(body: &[u8], w: Word) -> super::dict::Lower<'_> {
+/// A word's text, lowercased.
+pub(super) fn word_str(body: &[u8], w: Word) -> super::dict::Lower<'_> {
     lower(body.get(w.start..w.end).unwrap_or(&[]))
 }
 
@@ -343,8 +344,8 @@ fn surname_like(body: &[u8], w: Word) -> bool {
     is_last(s) || is_first(s) || !is_english(s)
 }
 
-/// The word after `w` past one space (or a line-free run of one to two spaces).
-fn next_word(body: &[u8], end: usize) -> Option<Word> {
+/// The word after `end` past one or two spaces.
+pub(super) fn next_word(body: &[u8], end: usize) -> Option<Word> {
     let mut i = end;
     let mut spaces = 0;
     while body.get(i) == Some(&b' ') && spaces < 2 {
@@ -369,10 +370,9 @@ fn clean_end(body: &[u8], end: usize) -> bool {
 
 /// Extends a name over surname-like words, particles and a suffix; returns the end and the
 /// number of words added.
-fn extend(body: &[u8], mut end: usize, max: usize, first_dot: bool) -> (usize, usize) {
+fn extend(body: &[u8], mut end: usize, max: usize) -> (usize, usize) {
     let mut words = 0;
     let mut at = end;
-    let _ = first_dot;
     while words < max {
         let Some(w) = next_word(body, at) else { break };
         let l = word_str(body, w);
@@ -451,7 +451,7 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
     // A title, then the name.
     if let Some(after) = is_title(body, w) {
-        let (end, words) = extend(body, after, MAX_WORDS, w.dot);
+        let (end, words) = extend(body, after, MAX_WORDS);
         if words > 0 {
             out.push(Found { entity: Entity::Person, start: s, end });
         }
@@ -466,7 +466,7 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
         return;
     }
     if first_name(first) {
-        let (end, words) = extend(body, w.end, MAX_WORDS - 1, false);
+        let (end, words) = extend(body, w.end, MAX_WORDS - 1);
         if words > 0 {
             out.push(Found { entity: Entity::Person, start: s, end });
         }
@@ -483,7 +483,7 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     {
         let l2 = word_str(body, w2);
         if is_last(l2.as_str()) && !is_english(l2.as_str()) {
-            let (end, _) = extend(body, w2.end, MAX_WORDS - 2, false);
+            let (end, _) = extend(body, w2.end, MAX_WORDS - 2);
             out.push(Found { entity: Entity::Person, start: s, end });
         }
     }

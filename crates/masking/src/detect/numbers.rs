@@ -281,7 +281,7 @@ pub(super) fn at(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     let Some(run) = read_run(body, s) else {
         // `221B Baker Street`: a house number with a letter is no standalone number.
         if body.get(s).is_some_and(u8::is_ascii_digit) {
-            address::at_number(body, lo, s, s, out);
+            address::at_number(body, lo, s, out);
         }
         return;
     };
@@ -302,7 +302,7 @@ pub(super) fn at(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
     // A house number: `33 Brian Grove`, `41, rue Thomas`, `12a Main St`.
     if !run.plus && run.n == 1 && run.len(0) <= 6 && body.get(s) != Some(&b'(') {
-        address::at_number(body, lo, s, run.end, out);
+        address::at_number(body, lo, s, out);
     }
 }
 
@@ -346,7 +346,6 @@ fn is_date(body: &[u8], run: &Run) -> bool {
         && (1..=31).contains(&a)
         && (1..=31).contains(&b)
         && (a <= 12 || b <= 12);
-    let _ = c;
     ymd || dmy
 }
 

@@ -248,8 +248,8 @@ impl Engine {
                 self.rep.push(b'<');
                 self.rep.extend_from_slice(name);
                 self.rep.push(b'_');
-                let mut digits = [0u8; 10];
-                let s = itoa(n, &mut digits);
+                let mut digits = [0u8; 20];
+                let s = decimal(u64::from(n), &mut digits);
                 self.rep.extend_from_slice(s);
                 self.rep.push(b'>');
                 restorable
@@ -309,7 +309,8 @@ fn keyed_mac(key: &[u8; 32]) -> Hmac<Sha256> {
     <Hmac<Sha256> as KeyInit>::new(&block.into())
 }
 
-fn itoa(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+/// `n` in decimal, written at the end of `buf`.
+pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -420,8 +421,9 @@ mod tests {
 
     #[test]
     fn numbers() {
-        let mut buf = [0u8; 10];
-        assert_eq!(itoa(0, &mut buf), b"0");
-        assert_eq!(itoa(4_294_967_295, &mut buf), b"4294967295");
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(4_294_967_295, &mut buf), b"4294967295");
+        assert_eq!(decimal(u64::MAX, &mut buf), b"18446744073709551615");
     }
 }

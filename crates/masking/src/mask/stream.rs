@@ -22,7 +22,7 @@ use bytes::Bytes;
 use protocols::Framing;
 
 use super::body::{self, Scratch, blank_bytes};
-use super::engine::{Changed, Dir, Side, open_placeholder};
+use super::engine::{Changed, Dir, Side, decimal, open_placeholder};
 use super::json::{self, Class, Doc};
 use super::{MaskError, Masked, Masker};
 use crate::detect::Found;
@@ -908,23 +908,7 @@ fn push_seg(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 /// Appends `n` in decimal.
 fn push_num(out: &mut Vec<u8>, n: usize) {
     let mut digits = [0u8; 20];
-    out.extend_from_slice(decimal(n, &mut digits));
-}
-
-/// `n` in decimal, written at the end of `digits`.
-fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    digits.get(i..).unwrap_or(&[])
+    out.extend_from_slice(decimal(n as u64, &mut digits));
 }
 
 /// Appends the key of container `node`: its path from the root, array elements by their
@@ -949,7 +933,7 @@ fn node_key(doc: &Doc, data: &[u8], node: u32, out: &mut Vec<u8>) {
                 Some(ix) => push_seg(out, b'[', ix),
                 None => {
                     let mut digits = [0u8; 20];
-                    push_seg(out, b'[', decimal(nd.pos as usize, &mut digits));
+                    push_seg(out, b'[', decimal(u64::from(nd.pos), &mut digits));
                 }
             }
         } else if nd.parent != u32::MAX {
