@@ -102,7 +102,7 @@ impl Reloader {
         let current = path.map(|p| Loaded {
             text: text.to_string(),
             hash: config_hash(text),
-            flat: flatten_config(text, &policy_files),
+            flat: flatten_config(text, gateway.current().policies().file_digests()),
             policy_version: gateway.current().policies().version().clone(),
             stamp: stamp(p, &policy_files),
             policy_files,
@@ -177,7 +177,7 @@ impl Reloader {
             }
             return Ok(json!({ "result": "unchanged", "config_hash": hash, "policy_version": &*version }));
         }
-        let flat = flatten_config(&text, &policy_files);
+        let flat = flatten_config(&text, policies.file_digests());
         let diff = match &self.current {
             Some(c) => diff(&c.flat, &flat),
             None => Value::Null,
@@ -361,18 +361,15 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// The config as `path -> value`, tables and arrays of tables flattened (`access[0].groups`),
-/// plus one `policy.files[i]#content` entry per Cedar file with its content's hash.
-fn flatten_config(text: &str, policy_files: &[PathBuf]) -> BTreeMap<String, Value> {
+/// plus one `policy.files[i]#content` entry per Cedar file with the hash of the content the
+/// policy set was compiled from.
+fn flatten_config(text: &str, policy_digests: &[String]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     if let Ok(t) = toml::from_str::<toml::Table>(text) {
         flatten("", &toml_to_json(t), &mut out);
     }
-    for (i, f) in policy_files.iter().enumerate() {
-        let v = match std::fs::read(f) {
-            Ok(b) => format!("sha256:{}", audit::canonical::hex(&Sha256::digest(&b))),
-            Err(_) => "unreadable".into(),
-        };
-        out.insert(format!("policy.files[{i}]#content"), Value::String(v));
+    for (i, d) in policy_digests.iter().enumerate() {
+        out.insert(format!("policy.files[{i}]#content"), Value::String(d.clone()));
     }
     out
 }

@@ -85,6 +85,8 @@ pub(crate) struct Types {
 #[derive(Debug)]
 pub struct Policies {
     pub(crate) version: Arc<str>,
+    /// `sha256:<hex>` of each `[policy] files` entry's content, in order.
+    pub(crate) file_digests: Vec<String>,
     pub(crate) needs_detection: bool,
     pub(crate) source: String,
     pub(crate) items: Vec<Item>,
@@ -331,8 +333,10 @@ impl Policies {
         let core = crate::decide::CoreParts::new(&ancestors, group_literals)
             .map_err(|e| PolicyError::one(format!("cedar: {e}")))?;
         let version = version(&compiled_text, &files, config);
+        let file_digests = files.iter().map(|(_, text)| sha256_hex(text.as_bytes())).collect();
         Ok(Policies {
             version,
+            file_digests,
             needs_detection,
             source,
             items,
@@ -358,6 +362,12 @@ impl Policies {
     /// file's name and text, group inheritance and masking profiles.
     pub fn version(&self) -> &Arc<str> {
         &self.version
+    }
+
+    /// `sha256:<hex>` of the content of each `[policy] files` entry, in the config's order, as
+    /// read for this policy set.
+    pub fn file_digests(&self) -> &[String] {
+        &self.file_digests
     }
 
     /// The number of Cedar policies.
@@ -687,9 +697,17 @@ fn version(compiled: &str, files: &[(Arc<str>, Arc<str>)], config: &Config) -> A
             feed("direction", d.as_str());
         }
     }
-    let digest = h.finalize();
+    hex_digest(&h.finalize()).into()
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex_digest(&Sha256::digest(bytes))
+}
+
+fn hex_digest(digest: &[u8]) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}").into()
+    format!("sha256:{hex}")
 }
 
 /// Policies being sorted into slices.
