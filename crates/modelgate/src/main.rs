@@ -121,8 +121,7 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = load_config(config_path)?;
-    let policies = policy::Policies::load(&config, &reload::base_dir(config_path))
-        .map_err(|e| anyhow::anyhow!("the policy set is invalid:\n  {}", e.messages().join("\n  ")))?;
+    let policies = policy::Policies::load(&config, &reload::base_dir(config_path)).map_err(policy_cmd::policy_error)?;
     // One core (a container limit or a CPU pin): a current-thread runtime, which skips the
     // work-stealing scheduler's cross-thread bookkeeping. More cores: one worker per core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use config::Config;
 use console::policy_api::{self, CheckRequest};
@@ -111,11 +111,7 @@ pub fn run(cmd: PolicyCommand, target: &Target) -> Result<()> {
 }
 
 fn remote_check(server: &str, token: &str, req: &CheckRequest) -> Result<Value> {
-    let body = serde_json::json!({
-        "subject": req.subject, "groups": req.groups, "kind": req.kind, "action": req.action,
-        "model": req.model, "upstream": req.upstream, "src_ip": req.src_ip, "auth_method": req.auth_method,
-        "stream": req.stream, "max_tokens": req.max_tokens, "detected": req.detected,
-    });
+    let body = serde_json::to_value(req)?;
     let url = format!("{}/admin/v1/policy/check", server.trim_end_matches('/'));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(call("POST", &url, token, Some(body)))
@@ -123,17 +119,11 @@ fn remote_check(server: &str, token: &str, req: &CheckRequest) -> Result<Value> 
 
 /// The config (embedded defaults without one) and the directory its relative paths start from.
 fn load(path: Option<&Path>) -> Result<(Config, PathBuf)> {
-    let config = match path {
-        None => Config::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))?
-        }
-    };
-    Ok((config, crate::reload::base_dir(path)))
+    Ok((crate::load_config(path)?, crate::reload::base_dir(path)))
 }
 
-fn policy_error(e: policy::PolicyError) -> anyhow::Error {
+/// A policy set that failed to load, as the CLI reports it.
+pub(crate) fn policy_error(e: policy::PolicyError) -> anyhow::Error {
     anyhow::anyhow!("the policy set is invalid:\n  {}", e.messages().join("\n  "))
 }
 
