@@ -226,27 +226,29 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A 32-byte secret kept in `path` (mode 0600), made from fresh randomness when the file does
+/// not exist yet; a file of another length is an error.
+pub fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyStoreError> {
+    match fs::read(path) {
+        Ok(b) => b
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyStoreError::Corrupt { path: path.to_path_buf(), message: "expected 32 bytes".into() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = random_bytes::<32>()?;
+            write_private(path, &k)?;
+            Ok(k)
+        }
+        Err(e) => Err(io("reading", path)(e)),
+    }
+}
+
 impl KeyStore {
     /// Opens (creating when missing) the store in `dir`, with its install HMAC key.
     pub fn open(dir: &Path) -> Result<Arc<KeyStore>, KeyStoreError> {
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let hmac_path = dir.join(HMAC_FILE);
-        let hmac_key = match fs::read(&hmac_path) {
-            Ok(b) if b.len() == 32 => {
-                let mut k = [0u8; 32];
-                k.copy_from_slice(&b);
-                k
-            }
-            Ok(_) => {
-                return Err(KeyStoreError::Corrupt { path: hmac_path, message: "expected 32 bytes".into() });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let k = random_bytes::<32>()?;
-                write_private(&hmac_path, &k)?;
-                k
-            }
-            Err(e) => return Err(io("reading", &hmac_path)(e)),
-        };
+        let hmac_key = load_or_create_secret(&hmac_path)?;
         let lock_path = dir.join(LOCK_FILE);
         let mut opts = OpenOptions::new();
         opts.create(true).truncate(false).read(true).write(true);

@@ -368,27 +368,7 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
 /// The key of `pseudonymize` masking (`DATA_DIR/masking.key`, 32 random bytes, mode 0600),
 /// created on first start: the same value gives the same token under one key, across restarts.
 fn masking_key(data_dir: &Path) -> Result<Arc<[u8; 32]>> {
-    let path = data_dir.join("masking.key");
-    match std::fs::read(&path) {
-        Ok(b) => {
-            let key: [u8; 32] =
-                b.as_slice().try_into().map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()))?;
-            Ok(Arc::new(key))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for the masking key: {e}"))?;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&path).with_context(|| format!("creating {}", path.display()))?;
-            std::io::Write::write_all(&mut f, &key)?;
-            f.sync_all()?;
-            Ok(Arc::new(key))
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    Ok(Arc::new(identity::keys::load_or_create_secret(&data_dir.join("masking.key"))?))
 }
 
 /// Registers SIGTERM and SIGINT handlers now (before the listener lines are printed, so a
