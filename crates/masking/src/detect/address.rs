@@ -331,7 +331,7 @@ const PREFIX_TYPES: &[&str] = &[
 ];
 
 /// Lowercase street types that open an address without a house number (French).
-const LOWER_TYPES: &[&str] = &["rue", "boulevard", "chemin", "avenue", "allée", "impasse", "quai"];
+pub(super) const LOWER_TYPES: &[&str] = &["rue", "boulevard", "chemin", "avenue", "allée", "impasse", "quai"];
 
 /// German and Dutch street words, at the end of a compound (`Weißstraße`) or on their own.
 const COMPOUND_SUFFIXES: &[&str] = &[

@@ -16,6 +16,25 @@ const MAX_VALUE: usize = 200;
 /// Least entropy of a value, in bits per byte.
 const MIN_ENTROPY: f64 = 3.0;
 
+/// The key ending before `end` (its operator): back over up to four closing quotes, spaces and
+/// brackets, then over at most [`MAX_KEY`] key bytes; `(start, end)` of the key.
+pub(super) fn key_before(body: &[u8], end: usize) -> (usize, usize) {
+    let mut k = end;
+    let mut skipped = 0;
+    while k > 0
+        && skipped < 4
+        && body.get(k - 1).is_some_and(|&b| matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'\\' | b']'))
+    {
+        k -= 1;
+        skipped += 1;
+    }
+    let key_end = k;
+    while k > 0 && key_end - k < MAX_KEY && body.get(k - 1).is_some_and(|&b| is_key_byte(b)) {
+        k -= 1;
+    }
+    (k, key_end)
+}
+
 fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
@@ -168,18 +187,7 @@ pub(super) fn at_operator(body: &[u8], lo: usize, op: usize, triggers: &Triggers
     if body.get(op) == Some(&b'=') && prev == Some(b':') {
         k -= 1;
     }
-    let mut skipped = 0;
-    while k > 0
-        && skipped < 4
-        && body.get(k - 1).is_some_and(|&b| matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'\\' | b']'))
-    {
-        k -= 1;
-        skipped += 1;
-    }
-    let key_end = k;
-    while k > 0 && key_end - k < MAX_KEY && body.get(k - 1).is_some_and(|&b| is_key_byte(b)) {
-        k -= 1;
-    }
+    let (k, key_end) = key_before(body, k);
     let key = body.get(k..key_end)?;
     if key.len() < 2 || !credential_key(key) {
         return None;

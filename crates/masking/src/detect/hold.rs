@@ -13,7 +13,7 @@
 use memchr::memmem;
 
 use super::dict::{is_english, is_first, is_last, lower};
-use super::generic::credential_key;
+use super::generic::{credential_key, key_before};
 use super::names::is_name_key;
 
 /// Longest tail looked at for an open multi-word candidate.
@@ -47,8 +47,7 @@ fn classify(tok: &[u8]) -> Piece {
         return Piece::Value;
     }
     let t: &[u8] = tok.strip_suffix(b",").unwrap_or(tok);
-    const STREET: &[&[u8]] = &[b"rue", b"boulevard", b"chemin", b"avenue", b"all\xc3\xa9e", b"impasse", b"quai"];
-    if STREET.contains(&t) {
+    if super::address::LOWER_TYPES.iter().any(|s| s.as_bytes() == t) {
         return Piece::Value;
     }
     const CONNECTORS: &[&[u8]] = &[
@@ -148,19 +147,7 @@ fn context_start(text: &[u8], h: usize) -> usize {
     if i == op_end {
         return h;
     }
-    let mut k = i;
-    let mut n = 0;
-    while k > 0 && n < 4 && text.get(k - 1).is_some_and(|&b| matches!(b, b' ' | b'\t' | b'"' | b'\'' | b'\\' | b']')) {
-        k -= 1;
-        n += 1;
-    }
-    let key_end = k;
-    while k > 0
-        && key_end - k < 64
-        && text.get(k - 1).is_some_and(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-    {
-        k -= 1;
-    }
+    let (mut k, key_end) = key_before(text, i);
     let Some(key) = text.get(k..key_end) else { return h };
     if key.is_empty() || !(credential_key(key) || is_name_key(key)) {
         return h;
