@@ -7,13 +7,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use protocols::Action;
+use protocols::Family;
 use serde::{Deserialize, Deserializer};
 
 use crate::{Config, ConfigError, Durability, Recording, de_duration, parse_duration};
-
-/// The action families that name several actions in rules (`inference` covers `inference.chat`, …).
-pub const ACTION_FAMILIES: [&str; 6] = ["inference", "model", "adapter", "server", "data", "read"];
 
 /// Name of the built-in masking profile.
 pub const DEFAULT_MASKING_PROFILE: &str = "default";
@@ -610,12 +607,15 @@ fn validate_rule(config: &Config, i: usize, rule: &AccessRule) -> Result<(), Con
         return Err(ConfigError::new(at("actions"), "at least one action is required (a name, a family or \"*\")"));
     }
     for (j, a) in rule.actions.iter().enumerate() {
-        if a != "*" && !ACTION_FAMILIES.contains(&a.as_str()) && Action::from_name(a).is_none() {
+        // A family (`inference` covers `inference.chat`, …) or an action.
+        if a != "*" && Family::from_name(a).is_none() {
+            let families: Vec<&str> =
+                Family::ALL.iter().filter(|f| **f != Family::Unknown).map(|f| f.as_str()).collect();
             return Err(ConfigError::new(
                 format!("access[{i}].actions[{j}]"),
                 format!(
                     "unknown action \"{a}\": use an action (inference.chat, model.pull, …, unknown), a family ({}) or \"*\"",
-                    ACTION_FAMILIES.join(", ")
+                    families.join(", ")
                 ),
             ));
         }

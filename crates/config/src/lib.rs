@@ -14,9 +14,9 @@ mod example;
 mod units;
 
 pub use access::{
-    ACTION_FAMILIES, AccessRule, ApprovalConfig, ApprovalMode, DEFAULT_MASKING_PROFILE, Direction, Effect, GrantKind,
-    MaskMode, MaskingConfig, MaskingProfile, PolicyConfig, default_hold_timeout, default_pending_ttl,
-    is_entity_pattern, parse_cidr,
+    AccessRule, ApprovalConfig, ApprovalMode, DEFAULT_MASKING_PROFILE, Direction, Effect, GrantKind, MaskMode,
+    MaskingConfig, MaskingProfile, PolicyConfig, default_hold_timeout, default_pending_ttl, is_entity_pattern,
+    parse_cidr,
 };
 pub use example::EXAMPLE_CONFIG;
 pub use units::{parse_duration, parse_size};
