@@ -417,6 +417,15 @@ fn number_and_unit(body: &[u8], end: usize) -> Option<usize> {
     Some(unit(body, e).unwrap_or(e))
 }
 
+/// A compass direction after a street suffix (`55 Wellington St W`, `Main Street NE`): its end.
+fn direction(body: &[u8], end: usize) -> Option<usize> {
+    let w = next_word(body, end)?;
+    let d = body.get(w.start..w.end)?;
+    let compass = matches!(d, b"N" | b"S" | b"E" | b"W" | b"NE" | b"NW" | b"SE" | b"SW");
+    // `St W, Toronto` or `St W` at the end: not `St W. Smith`-like initials before a name.
+    (compass && !w.dot && !body.get(w.end).is_some_and(|&b| b.is_ascii_alphanumeric())).then_some(w.end)
+}
+
 /// An optional unit after `end` (` Apt. 724`, ` Suite 114`, ` Piano 4`, ` Puerta 1`).
 fn unit(body: &[u8], end: usize) -> Option<usize> {
     let w = next_word_after_comma(body, end)?;
@@ -524,7 +533,8 @@ pub(super) fn at_number(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
     let mut cur = w;
     for _ in 0..4 {
-        let Some(n) = next_word(body, cur.end) else { return };
+        // Past an abbreviation's dot (`2210 W. Olive Ave`, `12 St. Mary Road`).
+        let Some(n) = next_word(body, if cur.dot { cur.end + 1 } else { cur.end }) else { return };
         if !n.cap {
             return;
         }
@@ -535,6 +545,7 @@ pub(super) fn at_number(body: &[u8], lo: usize, s: usize, out: &mut Out) {
             if n.dot && body.get(n.end + 1).is_none_or(|&b| b != b' ') {
                 end = n.end;
             }
+            let end = direction(body, end).unwrap_or(end);
             let end = unit(body, end).unwrap_or(end);
             out.push(Found { entity: Entity::StreetAddress, start: s, end });
             return;
@@ -569,6 +580,11 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) -> bool {
     }
     // `Weißstraße 9`, `Schäferstr. 4/8`, `Hans-Gerd-Schmiedecke-Platz 9/5`, `Lorenzopad 3`.
     if let Some(end) = compound(body, w, &l) {
+        out.push(Found { entity: Entity::StreetAddress, start: s, end });
+        return true;
+    }
+    // `PO Box 4471`, `P.O. Box 12`.
+    if let Some(end) = po_box(body, w, &l) {
         out.push(Found { entity: Entity::StreetAddress, start: s, end });
         return true;
     }
@@ -615,6 +631,21 @@ fn compound(body: &[u8], w: Word, l: &str) -> Option<usize> {
         return None;
     }
     house_number(body, end + 1)
+}
+
+/// A post office box (`PO Box 4471`, `P.O. Box 12`) from its first word `w`: its end.
+fn po_box(body: &[u8], w: Word, l: &str) -> Option<usize> {
+    let after = match l {
+        "po" if !w.dot => w.end,
+        "p" if w.dot && body.get(w.end + 1..w.end + 4) == Some(b"O. ") => w.end + 3,
+        _ => return None,
+    };
+    let b = next_word(body, after)?;
+    if body.get(b.start..b.end) != Some(b"Box") || body.get(b.end) != Some(&b' ') {
+        return None;
+    }
+    let n = body.get(b.end + 1..)?.iter().take(9).take_while(|c| c.is_ascii_digit()).count();
+    ((1..=8).contains(&n) && !body.get(b.end + 1 + n).is_some_and(u8::is_ascii_alphanumeric)).then_some(b.end + 1 + n)
 }
 
 /// A UK unit line (`Flat 72e`, `Studio 11B`) then, after a line break or comma, a street.
@@ -697,11 +728,21 @@ mod tests {
             "Pasaje Ileana Arrieta 89 Piso 1",
             "Studio 11B\nTomlinson Radial",
             "Flat 72e\nLucy Valleys",
+            "2210 W. Olive Ave, Apt 5B",
+            "55 Wellington St W",
+            "PO Box 4471",
+            "P.O. Box 12",
         ] {
             let text = format!("ship to {a} please");
             assert_eq!(addresses(&text), [a], "{text:?}");
         }
-        for text in ["I have 3 Apple Pies", "Via Email please", "page 12 of the Main Road report"] {
+        for text in [
+            "I have 3 Apple Pies",
+            "Via Email please",
+            "page 12 of the Main Road report",
+            "PO Boxes are free",
+            "PO Box rental",
+        ] {
             assert_eq!(addresses(text), Vec::<&str>::new(), "{text:?}");
         }
     }

@@ -4,6 +4,9 @@
 //!   capitalised words that are not common English words), with particles (`van der`, `de la`)
 //!   and suffixes (`Jr.`, `PhD`, `MBA`);
 //! - two known surnames (`Palacio Arteaga`) when neither is an English word;
+//! - an unknown given name after a greeting or a word for a person (`my colleague Kwame Mensah`),
+//!   or before a verb of speech (`Siobhán Ní Bhriain reported`); surname-first order
+//!   (`Nguyen Thi Lan`); a known first name alone after a greeting (`Thanks Omar`);
 //! - in any case (`jamie fox-lawrence`), the display name of an email address
 //!   (`Name <mail@host>`) and the value of a JSON name field (`"name": "…"`) when it starts with
 //!   a known first name.
@@ -467,26 +470,166 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
     if first_name(first) {
         let (end, words) = extend(body, w.end, MAX_WORDS - 1);
-        if words > 0 {
+        // A first name alone counts after a greeting or a word for a person (`Thanks Omar`).
+        if words > 0 || cue_before(body, s) {
             out.push(Found { entity: Entity::Person, start: s, end });
         }
         return;
     }
+    if is_english(first) || first.chars().count() < 3 {
+        return;
+    }
     // An unknown given name (not an English word) before a known surname that is not one
     // either (`Toribio Palacio`, `Palacio Arteaga`).
-    if !is_english(first)
-        && first.chars().count() >= 3
-        && let Some(w2) = next_word(body, w.end)
+    if let Some(w2) = next_word(body, w.end)
         && w2.cap
         && w2.has_lower
         && clean_end(body, w2.end)
     {
         let l2 = word_str(body, w2);
-        if is_last(l2.as_str()) && !is_english(l2.as_str()) {
+        // Or a surname before a known given name, in the order of East Asian and Vietnamese
+        // names (`Nguyen Thi Lan`, `Park Ji-hoon`).
+        if is_last(l2.as_str()) && !is_english(l2.as_str()) || is_last(first) && first_name(l2.as_str()) {
             let (end, _) = extend(body, w2.end, MAX_WORDS - 2);
             out.push(Found { entity: Entity::Person, start: s, end });
+            return;
         }
     }
+    // Unknown names in a person's context: after a greeting or a word for a person (`my
+    // colleague Kwame Mensah`, `The patient, Keoni Kahananui`), or two or more name words before
+    // a verb of speech (`Siobhán Ní Bhriain reported`).
+    let (end, words) = extend(body, w.end, MAX_WORDS - 1);
+    if cue_before(body, s) || words > 0 && verb_after(body, end) {
+        out.push(Found { entity: Entity::Person, start: s, end });
+    }
+}
+
+/// Greetings and sign-offs that a name follows, lowercase.
+const GREETINGS: &[&str] =
+    &["hi", "hey", "hello", "dear", "thanks", "cheers", "regards", "best", "sincerely", "yours", "bye", "cc"];
+
+/// Words for a person that a name follows, lowercase (`my colleague Kwame Mensah`).
+const PERSON_WORDS: &[&str] = &[
+    "colleague",
+    "coworker",
+    "co-worker",
+    "patient",
+    "customer",
+    "client",
+    "tenant",
+    "landlord",
+    "applicant",
+    "candidate",
+    "employee",
+    "intern",
+    "manager",
+    "assignee",
+    "reviewer",
+    "author",
+    "caller",
+    "guest",
+    "passenger",
+    "student",
+    "nurse",
+    "mother",
+    "father",
+    "son",
+    "daughter",
+    "wife",
+    "husband",
+    "brother",
+    "sister",
+    "friend",
+    "boss",
+    "neighbour",
+    "neighbor",
+    "grandmother",
+    "grandfather",
+    "aunt",
+    "uncle",
+    "cousin",
+    "fiancé",
+    "fiancée",
+];
+
+/// Verbs of speech and action that follow a name (`Siobhán Ní Bhriain reported`), lowercase.
+const NAME_VERBS: &[&str] = &[
+    "said",
+    "says",
+    "wrote",
+    "writes",
+    "asked",
+    "asks",
+    "reported",
+    "reports",
+    "replied",
+    "replies",
+    "mentioned",
+    "confirmed",
+    "approved",
+    "joined",
+    "called",
+    "emailed",
+    "told",
+    "noted",
+    "explained",
+    "added",
+    "agreed",
+    "complained",
+    "requested",
+    "thinks",
+    "argued",
+    "suggested",
+    "recommended",
+    "promised",
+    "claimed",
+    "insisted",
+    "admitted",
+    "announced",
+    "signed",
+    "resigned",
+    "phoned",
+    "texted",
+];
+
+/// Whether a greeting or sign-off (`Hi Sven`, `Cheers, Alejandra`, `Best,` on the line before)
+/// or a word for a person (`my colleague Kwame`, `The patient, Keoni`) comes just before `s`.
+fn cue_before(body: &[u8], s: usize) -> bool {
+    let mut i = s;
+    let mut newline = false;
+    while i > 0 && s - i < 3 && matches!(body.get(i - 1), Some(b' ' | b'\n' | b'\r')) {
+        newline |= body.get(i - 1) == Some(&b'\n');
+        i -= 1;
+    }
+    if i == s {
+        return false;
+    }
+    if i > 0 && body.get(i - 1) == Some(&b',') {
+        i -= 1;
+    }
+    let e = i;
+    while i > 0 && e - i < 16 && body.get(i - 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'-') {
+        i -= 1;
+    }
+    if i == e || i > 0 && body.get(i - 1).is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80) {
+        return false;
+    }
+    let l = lower(body.get(i..e).unwrap_or(&[]));
+    let w = l.as_str();
+    // A name goes on the line after a sign-off, but not after a word for a person.
+    GREETINGS.contains(&w) || !newline && PERSON_WORDS.contains(&w)
+}
+
+/// Whether a verb of [`NAME_VERBS`] follows `end` after one space.
+fn verb_after(body: &[u8], end: usize) -> bool {
+    if body.get(end) != Some(&b' ') {
+        return false;
+    }
+    let from = end + 1;
+    let len = body.get(from..).map_or(0, |r| r.iter().take(16).take_while(|b| b.is_ascii_lowercase()).count());
+    len > 0
+        && !body.get(from + len).is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80)
+        && body.get(from..from + len).and_then(|v| std::str::from_utf8(v).ok()).is_some_and(|v| NAME_VERBS.contains(&v))
 }
 
 /// Words of a name in any case, from `start`, up to `limit`: (end, word count), when the first
@@ -646,5 +789,21 @@ mod tests {
         assert_eq!(names(r#"{"name": "eliana tognazzi-dellucci", "x": 1}"#), ["eliana tognazzi-dellucci"]);
         assert_eq!(names("Will you help? May I ask. The Grant Application is due."), Vec::<&str>::new());
         assert_eq!(names(r#"{"name": "get_weather"}"#), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn unknown_names_in_a_persons_context() {
+        assert_eq!(names("a birthday card for my colleague Kwame Mensah, please"), ["Kwame Mensah"]);
+        assert_eq!(names("The patient, Keoni Kahananui, 54, presented"), ["Keoni Kahananui"]);
+        assert_eq!(names("Summarise: Siobhán Ní Bhriain reported that"), ["Siobhán Ní Bhriain"]);
+        assert_eq!(names("Best,\nWanjiru Kamau"), ["Wanjiru Kamau"]);
+        assert_eq!(names("Nguyen Thi Lan joined"), ["Nguyen Thi Lan"]);
+        // A known first name alone only after a greeting or a word for a person.
+        assert_eq!(names("Thanks Omar, I'll send it."), ["Omar"]);
+        assert_eq!(names("Omar sent it."), Vec::<&str>::new());
+        // No cue, or a cue that is not a word for a person: nothing.
+        assert_eq!(names("Kubernetes Ingress reportedly works"), Vec::<&str>::new());
+        assert_eq!(names("the colleague\nKwame Mensah"), Vec::<&str>::new());
+        assert_eq!(names("integrate with Grafana Loki today"), Vec::<&str>::new());
     }
 }
