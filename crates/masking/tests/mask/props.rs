@@ -283,17 +283,41 @@ fn corpus_texts() -> Option<Vec<String>> {
     )
 }
 
+/// The hand-written sentences of `crates/masking/eval/heldout.txt`, without their markup.
+fn heldout_texts() -> Vec<String> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eval/heldout.txt");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with(['#', '@'])) {
+        let mut plain = String::new();
+        let mut rest = line;
+        while let Some(open) = rest.find("{{") {
+            plain.push_str(&rest[..open]);
+            let close = open + rest[open..].find("}}").unwrap();
+            let inner = &rest[open + 2..close];
+            plain.push_str(&inner[inner.find('|').unwrap() + 1..]);
+            rest = &rest[close + 2..];
+        }
+        plain.push_str(rest);
+        out.push(plain.replace("\\n", "\n"));
+    }
+    out
+}
+
 #[test]
 fn corpus_texts_stream_as_they_mask_whole() {
     // Real texts with every type (names, addresses, phones, cards, …): streamed in small
-    // deltas, the output equals the whole masking and never emits what it later masks.
-    let Some(texts) = corpus_texts() else {
+    // deltas, the output equals the whole masking and never emits what it later masks. The
+    // hand-written sentences exercise the names found by their context.
+    let corpus = corpus_texts().unwrap_or_else(|| {
         eprintln!("shared/pii-eval/dev.jsonl not found: corpus stream check skipped (set MODELGATE_PII_EVAL)");
-        return;
-    };
+        Vec::new()
+    });
+    let step = (corpus.len() / 400).max(1);
+    let texts: Vec<String> = corpus.into_iter().step_by(step).chain(heldout_texts()).collect();
+    assert!(texts.len() >= 80, "{} texts", texts.len());
     let mut rng = Rng::new(0x5eed_0005);
-    let step = (texts.len() / 400).max(1);
-    for (n, text) in texts.iter().step_by(step).enumerate() {
+    for (n, text) in texts.iter().enumerate() {
         let mode = [Mode::Redact, Mode::Tokenize][n % 2];
         let (want_caller, want_record) = reference(mode, text);
         let max = [2, 6, 20][rng.below(3)];
