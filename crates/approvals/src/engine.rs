@@ -176,6 +176,11 @@ impl Mem {
         self.pending.insert(slot.id.clone(), slot);
     }
 
+    /// The pending request filed for this call, unless its time ran out.
+    fn live_pending(&self, key: &CallKey, now: u64) -> Option<&Arc<Slot>> {
+        self.by_call.get(key).and_then(|id| self.pending.get(id)).filter(|s| s.expires_ms > now)
+    }
+
     fn remove_pending(&mut self, slot: &Slot) {
         self.pending.remove(&slot.id);
         if self.by_call.get(&slot.key) == Some(&slot.id) {
@@ -434,10 +439,7 @@ impl Approvals {
                 return Err(ApprovalError::AuditUnavailable);
             }
             let now = now_ms();
-            let existing = {
-                let m = self.mem();
-                m.by_call.get(&key).and_then(|id| m.pending.get(id)).filter(|s| s.expires_ms > now).cloned()
-            };
+            let existing = self.mem().live_pending(&key, now).cloned();
             if let Some(slot) = existing {
                 let rec = {
                     let held = slot.held.lock().await;
@@ -446,18 +448,7 @@ impl Approvals {
                     }
                     held.rec.clone()
                 };
-                let mut section = events::section(&rec, None);
-                section["repeat"] = Value::Bool(true);
-                let e = events::event(
-                    EventType::ApprovalRequested,
-                    AuditOutcome::Success,
-                    call.actor.clone(),
-                    exchange_request_id,
-                    Subject::of(&rec),
-                    None,
-                    section,
-                );
-                self.record(e).await?;
+                self.record(events::requested(&rec, call.actor.clone(), exchange_request_id, true)).await?;
                 return Ok(self.pending_of(&rec, false));
             }
             let rec = Record {
@@ -469,12 +460,7 @@ impl Approvals {
                 model: call.model.map(str::to_string),
                 upstream: call.upstream.map(str::to_string),
                 digest: call.body_digest,
-                required: terms.required.clone(),
-                grant: terms.grant,
-                window_ttl: terms.window_ttl,
-                pending_ttl: terms.pending_ttl,
-                mode: terms.mode,
-                hold_timeout: terms.hold_timeout,
+                terms: terms.clone(),
                 created_ms: now,
                 expires_ms: now.saturating_add(ms(terms.pending_ttl)),
                 request_id: exchange_request_id.to_string(),
@@ -489,26 +475,13 @@ impl Approvals {
             let Ok(mut held) = slot.held.try_lock() else { continue };
             {
                 let mut m = self.mem();
-                let raced = m.by_call.get(&key).and_then(|id| m.pending.get(id)).is_some_and(|s| s.expires_ms > now);
-                if raced {
+                if m.live_pending(&key, now).is_some() {
                     continue;
                 }
                 m.add_pending(slot.clone());
             }
             self.wake.notify_one();
-            let mut section = events::section(&rec, None);
-            if let Some(x) = &rec.excerpt {
-                section["excerpt"] = Value::String(x.clone());
-            }
-            let e = events::event(
-                EventType::ApprovalRequested,
-                AuditOutcome::Success,
-                call.actor.clone(),
-                exchange_request_id,
-                Subject::of(&rec),
-                None,
-                section,
-            );
+            let e = events::requested(&rec, call.actor.clone(), exchange_request_id, false);
             let filed = match self.record(e).await {
                 Ok(()) => {
                     let r = rec.clone();
@@ -591,27 +564,7 @@ impl Approvals {
         } else {
             None
         };
-        let e = events::event(
-            EventType::ApprovalApproved,
-            AuditOutcome::Success,
-            approver.actor.clone(),
-            &next.request_id,
-            Subject::of(&next),
-            reason,
-            events::section(&next, grant.as_ref()),
-        );
-        self.record(e).await?;
-        let (r, g) = (next.clone(), grant.clone());
-        self.write(move |tx| store::update_approval(tx, &r, g.as_ref())).await?;
-        held.rec = next;
-        if let Some(g) = &grant {
-            {
-                let mut m = self.mem();
-                m.remove_pending(&slot);
-                m.add_grant(Arc::new(Active::new(g.clone(), &held.rec)));
-            }
-            slot.status.send_replace(Status::Approved);
-        }
+        self.decide(&slot, &mut held, next, grant.as_ref(), approver.actor.clone(), reason).await?;
         Ok(View::of(&held.rec, grant.as_ref()))
     }
 
@@ -636,27 +589,13 @@ impl Approvals {
             reason: Some(reason.to_string()),
             time: rfc3339(now),
         });
-        let e = events::event(
-            EventType::ApprovalDenied,
-            AuditOutcome::Denied,
-            approver.actor.clone(),
-            &next.request_id,
-            Subject::of(&next),
-            Some(reason.to_string()),
-            events::section(&next, None),
-        );
-        self.record(e).await?;
-        let r = next.clone();
-        self.write(move |tx| store::update_approval(tx, &r, None)).await?;
-        held.rec = next;
-        self.mem().remove_pending(&slot);
-        slot.status.send_replace(Status::Denied(Arc::from(reason)));
+        self.decide(&slot, &mut held, next, None, approver.actor.clone(), Some(reason.to_string())).await?;
         Ok(View::of(&held.rec, None))
     }
 
     /// Revokes a grant before it runs out (`approval.revoked`; request_id = the exchange that
     /// asked for the approval). Allowed to anyone holding one of the approval's approver groups
-    /// now, and to the grant's holder.
+    /// now, to the grant's holder, and to an admin (`by.admin`).
     pub async fn revoke(
         &self,
         grant_id: &str,
@@ -669,7 +608,8 @@ impl Approvals {
             let mut m = self.mem();
             match m.grants.get(grant_id).cloned() {
                 Some(a) if a.grant.expires_ms > now => {
-                    let allowed = by.subject == a.grant.subject || by.groups.iter().any(|g| a.groups.contains(g));
+                    let allowed =
+                        by.admin || by.subject == a.grant.subject || by.groups.iter().any(|g| a.groups.contains(g));
                     if !allowed {
                         return Err(ApprovalError::NotAllowedToRevoke { groups: a.groups.clone() });
                     }
@@ -731,11 +671,6 @@ impl Approvals {
         self.db.read(store::grant_views)
     }
 
-    /// One approval request.
-    pub fn get(&self, id: &str) -> Result<Option<View>, ApprovalError> {
-        self.db.read(|c| store::approval(c, id)?.map(|r| store::view(c, &r)).transpose())
-    }
-
     fn mem(&self) -> MutexGuard<'_, Mem> {
         self.mem.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -778,21 +713,48 @@ impl Approvals {
         let mut next = held.rec.clone();
         next.state = State::Expired;
         next.decided_ms = Some(now_ms());
-        let e = events::event(
-            EventType::ApprovalExpired,
-            AuditOutcome::Failure,
-            self.system.clone(),
-            &next.request_id,
-            Subject::of(&next),
-            Some("pending_ttl elapsed undecided".into()),
-            events::section(&next, None),
-        );
-        self.record(e).await?;
-        let r = next.clone();
-        self.write(move |tx| store::update_approval(tx, &r, None)).await?;
+        self.decide(slot, held, next, None, self.system.clone(), Some("pending_ttl elapsed undecided".into())).await
+    }
+
+    /// The closing steps of a decision (the caller holds the request's decision lock): records
+    /// its event durably (by `actor`, with `reason`), writes `next` and the grant it issued to
+    /// the store, and makes `next` the request. When `next` has ended (approved, denied or
+    /// expired), the request leaves the pending list, its grant becomes usable and its waiters
+    /// are woken. `next` still pending is an approval that does not yet meet every requirement.
+    async fn decide(
+        &self,
+        slot: &Slot,
+        held: &mut Held,
+        next: Record,
+        grant: Option<&GrantRec>,
+        actor: Arc<Actor>,
+        reason: Option<String>,
+    ) -> Result<(), ApprovalError> {
+        let (kind, outcome, ended) = match next.state {
+            State::Pending => (EventType::ApprovalApproved, AuditOutcome::Success, None),
+            State::Approved => (EventType::ApprovalApproved, AuditOutcome::Success, Some(Status::Approved)),
+            State::Denied => (
+                EventType::ApprovalDenied,
+                AuditOutcome::Denied,
+                Some(Status::Denied(Arc::from(reason.as_deref().unwrap_or_default()))),
+            ),
+            State::Expired => (EventType::ApprovalExpired, AuditOutcome::Failure, Some(Status::Expired)),
+        };
+        let section = events::section(&next, grant);
+        self.record(events::event(kind, outcome, actor, &next.request_id, Subject::of(&next), reason, section)).await?;
+        let (r, g) = (next.clone(), grant.cloned());
+        self.write(move |tx| store::update_approval(tx, &r, g.as_ref())).await?;
         held.rec = next;
-        self.mem().remove_pending(slot);
-        slot.status.send_replace(Status::Expired);
+        if let Some(status) = ended {
+            {
+                let mut m = self.mem();
+                m.remove_pending(slot);
+                if let Some(g) = grant {
+                    m.add_grant(Arc::new(Active::new(g.clone(), &held.rec)));
+                }
+            }
+            slot.status.send_replace(status);
+        }
         Ok(())
     }
 
@@ -873,8 +835,8 @@ impl Approvals {
     fn pending_of(&self, r: &Record, fresh: bool) -> Pending {
         Pending {
             id: r.id.clone(),
-            mode: r.mode,
-            hold_timeout: r.hold_timeout,
+            mode: r.terms.mode,
+            hold_timeout: r.terms.hold_timeout,
             expires: system_time(r.expires_ms),
             approve_url: self.approve_url(&r.id),
             fresh,
@@ -893,7 +855,7 @@ impl Approvals {
             approvers: r.approver_groups(),
             // One number for possibly several requirements: their sum never understates how
             // many people must act (one person in several groups may count for more than one).
-            count: r.required.iter().map(|q| q.count).sum(),
+            count: r.terms.required.iter().map(|q| q.count).sum(),
             approve_url: self.approve_url(&r.id),
             expires: system_time(r.expires_ms),
         }

@@ -37,7 +37,8 @@ pub enum ApprovalError {
         /// `used`, `revoked`, `expired` or `revoking` (another revocation is in progress).
         state: String,
     },
-    /// The caller may not revoke this grant (neither an approver of its rule nor its holder).
+    /// The caller may not revoke this grant (neither an approver of its rule, its holder nor an
+    /// admin).
     #[error("you may not revoke this grant: it needs a member of {} or the grant's holder", .groups.join(", "))]
     NotAllowedToRevoke {
         /// The approver groups named by the grant's request.

@@ -42,7 +42,8 @@ pub(crate) fn section(r: &Record, grant: Option<&GrantRec>) -> Value {
     m.insert(
         "required".into(),
         Value::Array(
-            r.required
+            r.terms
+                .required
                 .iter()
                 .map(|q| {
                     let mut a = Map::new();
@@ -56,8 +57,8 @@ pub(crate) fn section(r: &Record, grant: Option<&GrantRec>) -> Value {
                 .collect(),
         ),
     );
-    m.insert("grant_kind".into(), json!(r.grant.as_str()));
-    m.insert("mode".into(), json!(r.mode.as_str()));
+    m.insert("grant_kind".into(), json!(r.terms.grant.as_str()));
+    m.insert("mode".into(), json!(r.terms.mode.as_str()));
     m.insert("expires".into(), json!(rfc3339(r.expires_ms)));
     m.insert("requested_by".into(), json!(r.request_id));
     if let Some(d) = &r.denial {
@@ -88,6 +89,19 @@ pub(crate) fn grant_section(g: &GrantRec) -> Value {
         m.insert("revoked_by".into(), json!(by));
     }
     Value::Object(m)
+}
+
+/// The `approval.requested` event of `r`, recorded for the exchange `request_id` that asked: a
+/// fresh request carries the masked excerpt; a `repeat` (the same call found the request still
+/// pending) carries `"repeat": true` instead.
+pub(crate) fn requested(r: &Record, actor: Arc<Actor>, request_id: &str, repeat: bool) -> Event {
+    let mut approval = section(r, None);
+    if repeat {
+        approval["repeat"] = Value::Bool(true);
+    } else if let Some(x) = &r.excerpt {
+        approval["excerpt"] = Value::String(x.clone());
+    }
+    event(EventType::ApprovalRequested, Outcome::Success, actor, request_id, Subject::of(r), None, approval)
 }
 
 /// What an event is about: the action and the model/upstream it touched.

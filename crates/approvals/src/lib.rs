@@ -8,8 +8,8 @@
 //!   in `hold` mode, [`Approvals::wait`] (one `watch` receiver per waiter, no polling) and, once
 //!   approved, `redeem` again;
 //! - approvers call [`Approvals::approve`] and [`Approvals::deny`], as they are authenticated
-//!   *now*; anyone holding an approver group of the rule (or the grant's holder) may
-//!   [`Approvals::revoke`] a grant;
+//!   *now*; anyone holding an approver group of the rule (or the grant's holder, or an admin)
+//!   may [`Approvals::revoke`] a grant;
 //! - the webhook notifier listens on [`Approvals::subscribe`].
 //!
 //! # Rules
@@ -104,6 +104,8 @@ pub struct Approver {
     pub groups: Vec<String>,
     /// The actor of the decision's event.
     pub actor: Arc<audit::Actor>,
+    /// Holds the admin role: may revoke any grant (deciding still needs an approver group).
+    pub admin: bool,
 }
 
 /// A filed (or found) approval request, as the caller needs it.

@@ -150,12 +150,8 @@ pub(crate) struct Record {
     pub upstream: Option<String>,
     /// SHA-256 of the request body the approval is for.
     pub digest: [u8; 32],
-    pub required: Vec<Required>,
-    pub grant: GrantKind,
-    pub window_ttl: Duration,
-    pub pending_ttl: Duration,
-    pub mode: ApprovalMode,
-    pub hold_timeout: Duration,
+    /// The combined requirements, grant kind, ttls and mode.
+    pub terms: Terms,
     pub created_ms: u64,
     /// When it expires undecided.
     pub expires_ms: u64,
@@ -171,13 +167,13 @@ pub(crate) struct Record {
 impl Record {
     /// Whether every requirement has its count of distinct approvers.
     pub fn satisfied(&self) -> bool {
-        self.required.iter().all(|r| r.distinct(&self.approvals) >= r.count)
+        self.terms.required.iter().all(|r| r.distinct(&self.approvals) >= r.count)
     }
 
     /// Every approver group any requirement names, deduplicated, in order.
     pub fn approver_groups(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for g in self.required.iter().flat_map(|r| r.approvers.iter()) {
+        for g in self.terms.required.iter().flat_map(|r| r.approvers.iter()) {
             if !out.contains(g) {
                 out.push(g.clone());
             }
@@ -192,16 +188,17 @@ impl Record {
 
     /// The grant an approval issues now.
     pub fn grant_at(&self, id: String, now_ms: u64, max_window_ttl: Duration) -> GrantRec {
-        let (digest, ttl) = match self.grant {
+        let t = &self.terms;
+        let (digest, ttl) = match t.grant {
             // A request grant stays usable as long as a request could have waited for its
             // decision (so a ticket holder has time to retry), within the window cap.
-            GrantKind::Request => (Some(self.digest), self.pending_ttl.min(max_window_ttl)),
-            GrantKind::Window => (None, self.window_ttl.min(max_window_ttl)),
+            GrantKind::Request => (Some(self.digest), t.pending_ttl.min(max_window_ttl)),
+            GrantKind::Window => (None, t.window_ttl.min(max_window_ttl)),
         };
         GrantRec {
             id,
             approval_id: self.id.clone(),
-            kind: self.grant,
+            kind: t.grant,
             subject: self.subject.clone(),
             action: self.action,
             model: self.model.clone(),
@@ -331,9 +328,9 @@ impl View {
             expires: rfc3339(r.expires_ms),
             created: rfc3339(r.created_ms),
             decided: r.decided_ms.map(rfc3339),
-            mode: r.mode.as_str().to_string(),
-            grant_kind: r.grant.as_str().to_string(),
-            required: r.required.clone(),
+            mode: r.terms.mode.as_str().to_string(),
+            grant_kind: r.terms.grant.as_str().to_string(),
+            required: r.terms.required.clone(),
             approvals: r.approvals.clone(),
             denial: r.denial.clone(),
             grant: grant.map(|g| GrantSummary {

@@ -15,7 +15,7 @@ use protocols::Action;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::error::ApprovalError;
-use crate::model::{Decision, GrantRec, GrantView, Record, Required, State, View, ms, now_ms};
+use crate::model::{Decision, GrantRec, GrantView, Record, Required, State, Terms, View, ms, now_ms};
 
 /// File name of the approvals database inside the data dir.
 pub const DB_FILE: &str = "approvals.db";
@@ -205,12 +205,12 @@ pub(crate) fn insert_approval(tx: &Connection, r: &Record) -> rusqlite::Result<(
             r.model,
             r.upstream,
             hex(&r.digest),
-            to_json(&r.required),
-            r.grant.as_str(),
-            i64_of(ms(r.window_ttl)),
-            i64_of(ms(r.pending_ttl)),
-            r.mode.as_str(),
-            i64_of(ms(r.hold_timeout)),
+            to_json(&r.terms.required),
+            r.terms.grant.as_str(),
+            i64_of(ms(r.terms.window_ttl)),
+            i64_of(ms(r.terms.pending_ttl)),
+            r.terms.mode.as_str(),
+            i64_of(ms(r.terms.hold_timeout)),
             i64_of(r.created_ms),
             i64_of(r.expires_ms),
             r.request_id,
@@ -315,12 +315,14 @@ fn approval_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         model: row.get(5)?,
         upstream: row.get(6)?,
         digest: unhex32(&digest).ok_or_else(|| bad(7, "bad digest"))?,
-        required: from_json::<Vec<Required>>(8, &required)?,
-        grant: GrantKind::from_name(&grant).ok_or_else(|| bad(9, "unknown grant kind"))?,
-        window_ttl: Duration::from_millis(u64_of(row.get(10)?)),
-        pending_ttl: Duration::from_millis(u64_of(row.get(11)?)),
-        mode: ApprovalMode::from_name(&mode).ok_or_else(|| bad(12, "unknown mode"))?,
-        hold_timeout: Duration::from_millis(u64_of(row.get(13)?)),
+        terms: Terms {
+            required: from_json::<Vec<Required>>(8, &required)?,
+            grant: GrantKind::from_name(&grant).ok_or_else(|| bad(9, "unknown grant kind"))?,
+            window_ttl: Duration::from_millis(u64_of(row.get(10)?)),
+            pending_ttl: Duration::from_millis(u64_of(row.get(11)?)),
+            mode: ApprovalMode::from_name(&mode).ok_or_else(|| bad(12, "unknown mode"))?,
+            hold_timeout: Duration::from_millis(u64_of(row.get(13)?)),
+        },
         created_ms: u64_of(row.get(14)?),
         expires_ms: u64_of(row.get(15)?),
         request_id: row.get(16)?,

@@ -39,6 +39,11 @@ impl Env {
         testkit::wait_for_async("old engine dropped", Duration::from_secs(5), || weak.upgrade().is_none()).await;
     }
 
+    /// The state of approval request `id`, as the store has it.
+    fn state(&self, id: &str) -> State {
+        self.ap.list(false).unwrap().into_iter().find(|v| v.id == id).unwrap_or_else(|| panic!("no request {id}")).state
+    }
+
     fn events(&self, kind: &str) -> Vec<Value> {
         let s = Store::open_reader(self.dir.path()).unwrap();
         let mut st = s.conn().prepare("SELECT canonical FROM events WHERE event_type = ?1 ORDER BY seq").unwrap();
@@ -54,7 +59,12 @@ fn actor(subject: &str) -> Arc<Actor> {
 }
 
 fn person(subject: &str, groups: &[&str]) -> Approver {
-    Approver { subject: subject.into(), groups: groups.iter().map(|g| g.to_string()).collect(), actor: actor(subject) }
+    Approver {
+        subject: subject.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        actor: actor(subject),
+        admin: false,
+    }
 }
 
 fn digest(body: &str) -> [u8; 32] {
@@ -92,7 +102,7 @@ async fn self_approval_is_refused() {
     let alice = person("alice", &["sec"]);
     assert!(matches!(e.ap.approve(&p.id, &alice, Some("me")).await, Err(ApprovalError::SelfApproval)));
     assert!(matches!(e.ap.deny(&p.id, &alice, "no").await, Err(ApprovalError::SelfApproval)));
-    assert_eq!(e.ap.get(&p.id).unwrap().unwrap().state, State::Pending);
+    assert_eq!(e.state(&p.id), State::Pending);
     assert!(e.events("approval.approved").is_empty());
 }
 
@@ -145,7 +155,7 @@ async fn approver_groups_are_checked_when_deciding() {
         other => panic!("expected NotAnApprover, got {other:?}"),
     }
     assert!(matches!(e.ap.deny(&p.id, &dave_now, "no").await, Err(ApprovalError::NotAnApprover { .. })));
-    assert_eq!(e.ap.get(&p.id).unwrap().unwrap().state, State::Pending);
+    assert_eq!(e.state(&p.id), State::Pending);
     let v = e.ap.approve(&p.id, &person("dave", &["sec"]), None).await.unwrap();
     assert_eq!(v.state, State::Approved);
     assert!(matches!(e.ap.approve("nope", &dave_now, None).await, Err(ApprovalError::NotFound)));
@@ -228,7 +238,7 @@ async fn pending_requests_expire_wake_waiters_and_rearm() {
     let started = Instant::now();
     assert_eq!(e.ap.wait(&p.id, Duration::from_secs(20)).await, Outcome::Expired);
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(e.ap.get(&p.id).unwrap().unwrap().state, State::Expired);
+    assert_eq!(e.state(&p.id), State::Expired);
     let ev = e.events("approval.expired");
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["approval"]["id"], p.id.as_str());
@@ -238,7 +248,7 @@ async fn pending_requests_expire_wake_waiters_and_rearm() {
         e.ap.approve(&p.id, &person("carol", &["sec"]), None).await,
         Err(ApprovalError::AlreadyDecided { state }) if state == "expired"
     ));
-    assert_eq!(e.ap.get(&long.id).unwrap().unwrap().state, State::Pending);
+    assert_eq!(e.state(&long.id), State::Pending);
     assert_eq!(e.ap.list(true).unwrap().iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), [long.id.as_str()]);
 }
 
@@ -258,7 +268,7 @@ async fn a_decision_after_the_deadline_expires_the_request() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(e.ap.get(&p.id).unwrap().unwrap().state, State::Expired);
+    assert_eq!(e.state(&p.id), State::Expired);
     assert_eq!(e.events("approval.expired").len(), 1);
 }
 
@@ -393,6 +403,32 @@ async fn grants_can_be_revoked_early() {
 }
 
 #[tokio::test]
+async fn an_admin_revokes_any_grant_and_others_may_not() {
+    let e = env();
+    let c = chat("alice", "b");
+    let p = e.ap.request(&c, &[req(&["sec"], 1, GrantKind::Window)], "x1", None).await.unwrap();
+    let gid = e.ap.approve(&p.id, &person("carol", &["sec"]), None).await.unwrap().grant.unwrap().id;
+    // Neither admin, approver of the rule nor holder: refused, naming who may.
+    match e.ap.revoke(&gid, &person("mallory", &["ops"]), None).await {
+        Err(ApprovalError::NotAllowedToRevoke { groups }) => assert_eq!(groups, ["sec"]),
+        other => panic!("expected NotAllowedToRevoke, got {other:?}"),
+    }
+    assert!(e.ap.redeem(&c, "x2").await.is_some(), "a refused revocation changes nothing");
+    // An admin holding none of the approval's approver groups may.
+    let root = Approver { admin: true, ..person("root", &["ops"]) };
+    let g = e.ap.revoke(&gid, &root, Some("offboarding")).await.unwrap();
+    assert!(g.revoked);
+    assert_eq!(g.revoked_by.as_deref(), Some("root"));
+    assert!(e.ap.redeem(&c, "x3").await.is_none());
+    let ev = e.events("approval.revoked");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["actor"]["subject"], "root");
+    // Being an admin does not make one an approver.
+    let p = e.ap.request(&chat("alice", "other"), &[req(&["sec"], 1, GrantKind::Window)], "x4", None).await.unwrap();
+    assert!(matches!(e.ap.approve(&p.id, &root, None).await, Err(ApprovalError::NotAnApprover { .. })));
+}
+
+#[tokio::test]
 async fn the_same_call_finds_its_pending_request() {
     let e = env();
     let c = chat("alice", "b");
@@ -441,7 +477,7 @@ async fn everything_survives_a_restart() {
     e.restart().await;
 
     // Pending is still pending, and the same call finds it.
-    assert_eq!(e.ap.get(&pending.id).unwrap().unwrap().state, State::Pending);
+    assert_eq!(e.state(&pending.id), State::Pending);
     let again = e.ap.request(&pending_call, &reqs, "x5", None).await.unwrap();
     assert_eq!((again.id.as_str(), again.fresh), (pending.id.as_str(), false));
     // The expiry is re-armed from the store.

@@ -23,6 +23,9 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -88,7 +91,7 @@ pub struct Notice {
     pub expires: SystemTime,
 }
 
-/// Delivery counters, for `/metrics` and tests.
+/// The delivery totals read at one moment (the series of [`WebhookMetrics`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WebhookStats {
     /// Deliveries answered with a 2xx status.
@@ -140,12 +143,53 @@ struct Job {
     body: Bytes,
 }
 
+/// The label of a delivery total: `("result", "delivered" | "retried" | "failed" | "dropped")`.
+type ResultLabel = [(&'static str, &'static str); 1];
+
+/// The delivery totals as Prometheus series, `approval_webhook_deliveries{result}`: the
+/// notifier counts into them directly, so a registry they are registered with (see
+/// [`WebhookMetrics::register`]) reads them exactly when scraped.
+#[derive(Clone, Debug)]
+pub struct WebhookMetrics {
+    /// The family registered; each total below is one of its series (the same value).
+    deliveries: Family<ResultLabel, Gauge>,
+    delivered: Gauge,
+    retried: Gauge,
+    failed: Gauge,
+    dropped: Gauge,
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> WebhookMetrics {
+        let deliveries = Family::<ResultLabel, Gauge>::default();
+        // Every series exists from the start, at 0.
+        let total = |result| deliveries.get_or_create(&[("result", result)]).clone();
+        let (delivered, retried, failed, dropped) =
+            (total("delivered"), total("retried"), total("failed"), total("dropped"));
+        WebhookMetrics { deliveries, delivered, retried, failed, dropped }
+    }
+}
+
+impl WebhookMetrics {
+    /// Registers the delivery totals as `approval_webhook_deliveries`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "approval_webhook_deliveries",
+            "Approval webhook deliveries since start, by result (delivered, retried, failed, dropped)",
+            self.deliveries.clone(),
+        );
+    }
+}
+
+/// A total's value (never negative: totals only grow).
+fn total(g: &Gauge) -> u64 {
+    u64::try_from(g.get()).unwrap_or(0)
+}
+
 #[derive(Default, Debug)]
 struct Counters {
-    delivered: AtomicU64,
-    retried: AtomicU64,
-    failed: AtomicU64,
-    dropped: AtomicU64,
+    /// Delivered, retried, failed and dropped.
+    totals: WebhookMetrics,
     /// Deliveries queued or being sent (retries included).
     pending: AtomicU64,
     /// Signalled whenever `pending` drops to zero.
@@ -183,7 +227,8 @@ struct Worker {
 /// The configured approval webhooks: a bounded queue of deliveries and the task sending them.
 pub struct Webhooks {
     hooks: Arc<[Hook]>,
-    client: HttpClient,
+    /// Built only when some webhook is configured.
+    client: Option<HttpClient>,
     stats: Arc<Counters>,
     settings: Settings,
     tx: mpsc::Sender<Job>,
@@ -231,8 +276,12 @@ impl Webhooks {
             let host = url.host().unwrap_or_default().to_owned();
             hooks.push(Hook { group: w.group.clone(), url, host, secret });
         }
-        let any_https = hooks.iter().any(|h| h.url.scheme_str() == Some("https"));
-        let client = client(any_https).map_err(|e| WebhookError::new("approvals.webhooks", e))?;
+        let client = if hooks.is_empty() {
+            None
+        } else {
+            let any_https = hooks.iter().any(|h| h.url.scheme_str() == Some("https"));
+            Some(client(any_https).map_err(|e| WebhookError::new("approvals.webhooks", e))?)
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
         Ok(Webhooks {
             hooks: hooks.into(),
@@ -295,7 +344,7 @@ impl Webhooks {
             self.stats.pending.fetch_add(1, Ordering::AcqRel);
             if self.tx.try_send(job).is_err() {
                 self.stats.finished();
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.totals.dropped.inc();
                 tracing::warn!(
                     approval = %notice.id,
                     group = %hook.group,
@@ -311,6 +360,8 @@ impl Webhooks {
     /// delivered; a 3xx or 4xx answer other than 408 and 429 gives up; anything else (5xx, 408,
     /// 429 honouring `Retry-After`, connection errors, timeouts) is retried.
     pub fn start(&self) {
+        // No webhook (and no client): nothing is ever queued.
+        let Some(client) = &self.client else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!("approval webhooks not started: no tokio runtime");
             return;
@@ -320,7 +371,7 @@ impl Webhooks {
         };
         let worker = Arc::new(Worker {
             hooks: self.hooks.clone(),
-            client: self.client.clone(),
+            client: client.clone(),
             stats: self.stats.clone(),
             settings: self.settings,
         });
@@ -348,11 +399,16 @@ impl Webhooks {
     /// Delivery counters so far.
     pub fn stats(&self) -> WebhookStats {
         WebhookStats {
-            delivered: self.stats.delivered.load(Ordering::Relaxed),
-            retried: self.stats.retried.load(Ordering::Relaxed),
-            failed: self.stats.failed.load(Ordering::Relaxed),
-            dropped: self.stats.dropped.load(Ordering::Relaxed),
+            delivered: total(&self.stats.totals.delivered),
+            retried: total(&self.stats.totals.retried),
+            failed: total(&self.stats.totals.failed),
+            dropped: total(&self.stats.totals.dropped),
         }
+    }
+
+    /// The delivery totals as Prometheus series, to register with the `/metrics` registry.
+    pub fn metrics(&self) -> &WebhookMetrics {
+        &self.stats.totals
     }
 }
 
@@ -398,7 +454,7 @@ impl Worker {
             };
             match outcome {
                 Outcome::Delivered => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.stats.totals.delivered.inc();
                     tracing::debug!(
                         approval = %job.approval, group = %hook.group, host = %hook.host, attempt,
                         "approval webhook delivered"
@@ -406,7 +462,7 @@ impl Worker {
                     return;
                 }
                 Outcome::GiveUp(why) => {
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    self.stats.totals.failed.inc();
                     tracing::warn!(
                         approval = %job.approval, group = %hook.group, host = %hook.host, delivery = %job.delivery,
                         attempt, error = %why, "approval webhook refused; giving up"
@@ -415,7 +471,7 @@ impl Worker {
                 }
                 Outcome::Retry { why, after } => {
                     if attempt >= s.attempts {
-                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        self.stats.totals.failed.inc();
                         tracing::warn!(
                             approval = %job.approval, group = %hook.group, host = %hook.host, delivery = %job.delivery,
                             attempts = attempt, error = %why, "approval webhook failed; giving up"
@@ -423,7 +479,7 @@ impl Worker {
                         return;
                     }
                     let wait = backoff(s.initial, s.max, attempt).max(after.unwrap_or_default().min(s.max));
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    self.stats.totals.retried.inc();
                     tracing::debug!(
                         approval = %job.approval, group = %hook.group, host = %hook.host, attempt, error = %why,
                         ?wait, "approval webhook attempt failed; retrying"
@@ -859,6 +915,42 @@ mod tests {
         assert!(matches!(classify(StatusCode::FOUND, None), Outcome::GiveUp(_)));
         assert_eq!(retry_after(Some(&HeaderValue::from_static("7"))), Some(Duration::from_secs(7)));
         assert_eq!(retry_after(Some(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"))), None);
+    }
+
+    #[test]
+    fn totals_are_registered_series_read_at_scrape_time() {
+        let none = Webhooks::new(&config::ApprovalsConfig::default()).unwrap();
+        assert!(none.client.is_none(), "no webhook, no HTTP client");
+        let dir = std::env::temp_dir().join(format!("mg-webhook-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "s").unwrap();
+        let hook = config::WebhookConfig {
+            group: "ml-leads".into(),
+            url: "http://127.0.0.1:9/h".into(),
+            secret_env: None,
+            secret_file: Some(file),
+        };
+        let cfg = config::ApprovalsConfig { webhooks: vec![hook], ..Default::default() };
+        // Not started, room for one delivery: the second notice is dropped.
+        let hooks = Webhooks::new(&cfg).unwrap().with_limits(1, 1);
+        assert!(hooks.client.is_some());
+        let mut registry = Registry::default();
+        hooks.metrics().register(&mut registry);
+        let scrape = || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            text
+        };
+        let text = scrape();
+        for result in ["delivered", "retried", "failed", "dropped"] {
+            assert!(text.contains(&format!("approval_webhook_deliveries{{result=\"{result}\"}} 0")), "{text}");
+        }
+        hooks.notify(&notice());
+        hooks.notify(&notice());
+        assert_eq!(hooks.stats(), WebhookStats { dropped: 1, ..Default::default() });
+        assert!(scrape().contains(r#"approval_webhook_deliveries{result="dropped"} 1"#), "{}", scrape());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

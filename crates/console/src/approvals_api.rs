@@ -42,6 +42,7 @@ fn approver(id: &Identity) -> approvals::Approver {
         subject: id.subject.clone(),
         groups: id.groups.clone(),
         actor: Arc::new(Actor::from_identity(id)),
+        admin: id.has_role(Role::Admin),
     }
 }
 
@@ -137,15 +138,6 @@ pub(crate) async fn revoke(
 ) -> Result<Response, ApiError> {
     let id = authenticate(&s, &headers, peer).await?;
     let b = body(&bytes)?;
-    let engine = engine(&s)?;
-    let mut who = approver(&id);
-    if id.has_role(Role::Admin) {
-        // Admins may revoke any grant: they count as holding the approval's approver groups.
-        let grant = engine.grants().map_err(api_error)?.into_iter().find(|g| g.id == grant_id);
-        if let Some(view) = grant.and_then(|g| engine.get(&g.approval_id).ok().flatten()) {
-            who.groups.extend(view.required.iter().flat_map(|r| r.approvers.iter().cloned()));
-        }
-    }
-    let g = engine.revoke(&grant_id, &who, b.reason.as_deref()).await.map_err(api_error)?;
+    let g = engine(&s)?.revoke(&grant_id, &approver(&id), b.reason.as_deref()).await.map_err(api_error)?;
     Ok(axum::Json(g).into_response())
 }

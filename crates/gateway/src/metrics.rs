@@ -72,13 +72,6 @@ pub struct AuthLabels {
     pub reason: &'static str,
 }
 
-/// Labels of approval webhook deliveries.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WebhookLabels {
-    /// `delivered`, `retried`, `failed` or `dropped`.
-    pub result: &'static str,
-}
-
 /// Labels carrying only the upstream.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -109,7 +102,6 @@ pub struct Metrics {
     open_streams: Family<UpstreamLabels, Gauge>,
     tokens: Family<TokenLabels, Counter>,
     auth_failures: Family<AuthLabels, Counter>,
-    webhooks: Family<WebhookLabels, Gauge>,
     models: RwLock<HashMap<Box<str>, Label>>,
     none: Label,
     other: Label,
@@ -130,14 +122,21 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
-        Self::with_audit(None)
+        Self::with_sources(None, None)
     }
 
-    /// Creates and registers every metric, the audit writer's included.
-    pub fn with_audit(audit: Option<&audit::metrics::AuditMetrics>) -> Metrics {
+    /// Creates and registers every metric, the audit writer's and the approval webhooks'
+    /// included (those are shared: their owners count into them, so a scrape reads them exactly).
+    pub fn with_sources(
+        audit: Option<&audit::metrics::AuditMetrics>,
+        webhooks: Option<&approvals::webhook::WebhookMetrics>,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("modelgate");
         if let Some(a) = audit {
             a.register(&mut registry);
+        }
+        if let Some(w) = webhooks {
+            w.register(&mut registry);
         }
         let requests = Family::<ExchangeLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -147,7 +146,6 @@ impl Metrics {
         let open_streams = Family::<UpstreamLabels, Gauge>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
         let auth_failures = Family::<AuthLabels, Counter>::default();
-        let webhooks = Family::<WebhookLabels, Gauge>::default();
         registry.register("requests", "Requests answered, by upstream, model, action and status", requests.clone());
         registry.register("errors", "Data-path errors, by upstream, model, action and error code", errors.clone());
         registry.register(
@@ -168,11 +166,6 @@ impl Metrics {
         registry.register("open_streams", "Response bodies being relayed now", open_streams.clone());
         registry.register("tokens", "Tokens reported by upstreams, by direction", tokens.clone());
         registry.register("auth_failures", "Refused credentials, by reason", auth_failures.clone());
-        registry.register(
-            "approval_webhook_deliveries",
-            "Approval webhook deliveries since start, by result (delivered, retried, failed, dropped)",
-            webhooks.clone(),
-        );
         Metrics {
             registry,
             requests,
@@ -183,7 +176,6 @@ impl Metrics {
             open_streams,
             tokens,
             auth_failures,
-            webhooks,
             models: RwLock::new(HashMap::new()),
             none: Label(Arc::from("-")),
             other: Label(Arc::from("other")),
@@ -254,13 +246,6 @@ impl Metrics {
     /// Counts a refused credential.
     pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures.get_or_create(&AuthLabels { reason }).inc();
-    }
-
-    /// Sets the approval webhook delivery totals (read from the notifier periodically).
-    pub fn webhook_totals(&self, delivered: u64, retried: u64, failed: u64, dropped: u64) {
-        for (result, n) in [("delivered", delivered), ("retried", retried), ("failed", failed), ("dropped", dropped)] {
-            self.webhooks.get_or_create(&WebhookLabels { result }).set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
     }
 
     /// The Prometheus text exposition.

@@ -230,7 +230,6 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let s = &config.server;
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
     let trail = open_audit(&config, &policies, config_path, config_text).await?;
-    let metrics = Arc::new(gateway::Metrics::with_audit(Some(trail.metrics())));
     let keys = identity::keys::KeyStore::open(&s.data_dir).context("opening the key store")?;
     if let Some(path) = keys.ensure_admin_token().context("creating the admin token")? {
         // The path, never the token.
@@ -246,17 +245,9 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let approvals = approvals::Approvals::open(&s.data_dir, trail.clone(), settings).context("opening approvals")?;
     let webhooks = approvals::webhook::Webhooks::new(&config.approvals).context("setting up approval webhooks")?;
     webhooks.start();
+    let metrics = Arc::new(gateway::Metrics::with_sources(Some(trail.metrics()), Some(webhooks.metrics())));
     let webhooks = Arc::new(webhooks);
     let drain_hooks = webhooks.clone();
-    let (hooks, hook_metrics) = (webhooks.clone(), metrics.clone());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            let st = hooks.stats();
-            hook_metrics.webhook_totals(st.delivered, st.retried, st.failed, st.dropped);
-        }
-    });
     let mut notices = approvals.subscribe();
     tokio::spawn(async move {
         loop {

@@ -231,6 +231,12 @@ async fn ticket_mode_window_grants_count_people_not_groups_and_can_be_revoked() 
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let grant = grants.iter().find(|g| g["subject"] == "carol").unwrap_or_else(|| panic!("{grants:?}"));
+    // Neither an approver of the rule, the holder nor an admin: refused, and the window still works.
+    let nobody = w.key("nobody", "users");
+    let out = w.approvals(&nobody, &["revoke", grant["id"].as_str().unwrap(), "--reason", "mine now"]);
+    assert!(!out.status.success());
+    assert_eq!(chat(&w.gw, &carol, "mock-embed", "embed this").await.0, 200);
+    // The admin holds none of the approver groups, but may revoke any grant.
     let out = w.approvals(&admin, &["revoke", grant["id"].as_str().unwrap(), "--reason", "contract ended"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(chat(&w.gw, &carol, "mock-embed", "embed this").await.0, 403);
@@ -314,7 +320,7 @@ async fn webhooks_are_signed_slack_and_teams_shaped_and_retried_without_blocking
     assert!(body["blocks"].is_array());
     assert_eq!(body["@type"], "MessageCard");
     assert!(body["potentialAction"][0]["targets"][0]["uri"].as_str().unwrap().starts_with("https://gw.example/"));
-    // The delivery totals reach /metrics (published every 5 s).
+    // The delivery totals reach /metrics (read at scrape time; the retries may still be under way).
     let url = format!("{}/metrics", w.gw.admin_url);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
