@@ -475,8 +475,21 @@ impl Config {
 
     /// Parses and validates TOML text. Pure: no file or network access.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::new("", e.to_string().trim_end()))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        Config::from_document(parse_document(text)?)
+    }
+
+    /// [`Config::from_toml`], plus the text as a TOML table (as written: no defaults filled in)
+    /// from the same parse; the table is None when a value does not fit one (an integer beyond
+    /// `i64`, which a `u64` setting accepts).
+    pub fn from_toml_with_table(text: &str) -> Result<(Config, Option<toml::Table>), ConfigError> {
+        let document = parse_document(text)?;
+        let table = toml::Table::deserialize(toml::Deserializer::from(document.clone())).ok();
+        Ok((Config::from_document(document)?, table))
+    }
+
+    /// Deserializes (errors name the key's path) and validates a parsed document.
+    fn from_document(document: toml::Spanned<toml::de::DeTable<'_>>) -> Result<Config, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(toml::Deserializer::from(document)).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             ConfigError::new(path, inner.message().trim_end())
@@ -641,6 +654,11 @@ pub fn parse_upstream_url(url: &str) -> Result<UpstreamUrl, String> {
         return Err(format!("\"{url}\" must not have a query or fragment"));
     }
     Ok(UpstreamUrl { scheme, authority: authority.to_string(), base_path: path.trim_end_matches('/').to_string() })
+}
+
+/// Parses TOML text into a document (a parse error names no key: its message shows the line).
+fn parse_document(text: &str) -> Result<toml::Spanned<toml::de::DeTable<'_>>, ConfigError> {
+    toml::de::DeTable::parse(text).map_err(|e| ConfigError::new("", e.to_string().trim_end()))
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -370,3 +370,23 @@ fn cidrs_and_entity_patterns() {
     assert!(is_entity_pattern("SECRET_*") && is_entity_pattern("*") && is_entity_pattern("EMAIL"));
     assert!(!is_entity_pattern("") && !is_entity_pattern("**") && !is_entity_pattern("Email"));
 }
+
+#[test]
+fn the_table_comes_from_the_same_parse() {
+    let (c, table) = Config::from_toml_with_table(EXAMPLE_CONFIG).unwrap();
+    assert_eq!(c.upstreams[0].name, Config::from_toml(EXAMPLE_CONFIG).unwrap().upstreams[0].name);
+    assert_eq!(table, Some(toml::from_str::<toml::Table>(EXAMPLE_CONFIG).unwrap()));
+    // As written: no defaults filled in.
+    let (_, table) = Config::from_toml_with_table("[server]\nidle_timeout = '5s'\n").unwrap();
+    assert_eq!(table.unwrap().to_string(), "[server]\nidle_timeout = \"5s\"\n");
+    // A u64 setting takes an integer beyond i64, which no TOML table holds.
+    let (c, table) = Config::from_toml_with_table("[audit]\ncheckpoint_every = 18446744073709551615\n").unwrap();
+    assert_eq!((c.audit.checkpoint_every, table), (u64::MAX, None));
+    // Errors are from_toml's, word for word.
+    for text in ["[server\n", "[audit]\ndurability = 5\n", "[server]\nlisen = 1\n", "[server]\nmax_request_bytes = 0\n"]
+    {
+        let want = Config::from_toml(text).unwrap_err();
+        let got = Config::from_toml_with_table(text).unwrap_err();
+        assert_eq!((got.path, got.message), (want.path, want.message), "{text}");
+    }
+}

@@ -101,8 +101,6 @@ pub struct Runtime {
     pub(crate) policy: Arc<policy::Policies>,
     /// Detection (built-in and custom types), for policy's `detected` and for masking.
     pub(crate) detector: masking::Detector,
-    /// Masking profiles, for the directions of a decision's masking obligation.
-    pub(crate) masking: config::MaskingConfig,
 }
 
 impl Runtime {
@@ -175,8 +173,7 @@ impl Gateway {
             })
             .collect();
         let detector = masking::Detector::new(&custom).map_err(|e| BuildError::Masking(e.to_string()))?;
-        let masking = config.masking.clone();
-        Ok(Runtime { router, limits, recorder, policy: Arc::new(policies), detector, masking })
+        Ok(Runtime { router, limits, recorder, policy: Arc::new(policies), detector })
     }
 
     /// Swaps in a new config and policy set atomically. Exchanges already running finish under
@@ -267,8 +264,7 @@ impl Gateway {
         let upstream = self.route(&incoming, &class, ctx)?;
         ctx.upstream = Label(upstream.name.clone());
         ctx.route = ctx.rt.recorder.route(Some(&upstream.name));
-        let (decision, detected) = self.authorize(&caller, &incoming, &class, &upstream, ctx).await?;
-        ctx.detected = detected;
+        let decision = self.authorize(&caller, &incoming, &class, &upstream, ctx).await?;
         let mut incoming = incoming;
         let masker = self.mask_request(&mut incoming, &decision, ctx)?;
         let mut ticket = self.record_request(&incoming, &class, &upstream, decision, masker.as_ref(), ctx).await?;
@@ -283,10 +279,11 @@ impl Gateway {
         res
     }
 
-    /// Stages detect and authorize: the policy decision for this caller, action and model.
-    /// A refusal is recorded as one `policy.denied` event (durable per the route's mode before
-    /// the caller hears of it) and answered 403; an allow's obligations adjust the route's audit
-    /// settings (a rule's `durability` and `recording` take precedence over the upstream's).
+    /// Stages detect and authorize: the policy decision for this caller, action and model (what
+    /// detection found is kept in `ctx.detected` for the records). A refusal is recorded as one
+    /// `policy.denied` event (durable per the route's mode before the caller hears of it) and
+    /// answered 403; an allow's obligations adjust the route's audit settings (a rule's
+    /// `durability` and `recording` take precedence over the upstream's).
     async fn authorize(
         &self,
         caller: &identity::Identity,
@@ -294,16 +291,17 @@ impl Gateway {
         class: &Classification,
         upstream: &Upstream,
         ctx: &mut Ctx,
-    ) -> Result<(policy::Decision, masking::Detected), GatewayError> {
+    ) -> Result<policy::Decision, GatewayError> {
         let rt = ctx.rt.clone();
-        let detected = match &req.json {
-            Some(body) if rt.policy.needs_detection() => rt.detector.detect(body),
-            _ => masking::Detected::default(),
-        };
+        if let Some(body) = &req.json
+            && rt.policy.needs_detection()
+        {
+            ctx.detected = rt.detector.detect(body);
+        }
         let query = policy::Query {
             stream: class.stream,
             max_tokens: class.max_tokens,
-            ..policy_query(caller, class.action, class.model.as_deref(), Some(&upstream.name), detected.names())
+            ..policy_query(caller, class.action, class.model.as_deref(), Some(&upstream.name), ctx.detected.names())
         };
         let decision = rt.policy.decide(&query);
         let err = match decision.effect {
@@ -334,7 +332,7 @@ impl Gateway {
             if let Some(r) = o.recording {
                 ctx.route.full = r == config::Recording::Full;
             }
-            return Ok((decision, detected));
+            return Ok(decision);
         };
         if let Some(actor) = ctx.actor.clone() {
             let facts = RequestFacts {
@@ -347,14 +345,12 @@ impl Gateway {
                 body: None,
                 bytes_in: req.json.as_ref().map(|b| b.len() as u64),
                 policy: Some(policy_section(&decision)),
+                detected: ctx.detected.names(),
             };
             let mut event = crate::record::denial_event(facts);
             event.status_code = Some(403);
             event.reason = Some(err.code.to_string());
             event.latency_ms = Some(ctx.start.elapsed().as_millis() as u64);
-            if !detected.is_empty() {
-                event.details = Some(serde_json::json!({ "detected": detected.names() }));
-            }
             // Recorded here, once: the error path must not add a request/completion pair.
             ctx.refused = true;
             if let Some(ticket) = rt.recorder.request(ctx.route, Entry::event(event)).await? {
@@ -433,7 +429,7 @@ impl Gateway {
         decision: &policy::Decision,
         ctx: &Ctx,
     ) -> Result<Option<masking::Masker>, GatewayError> {
-        let Some(plan) = mask_plan(&ctx.rt.masking, &decision.obligations) else { return Ok(None) };
+        let Some(plan) = mask_plan(&decision.obligations) else { return Ok(None) };
         if req.upload.is_some() && plan.request {
             return Err(GatewayError::masking_failed(
                 "this call streams its body, which cannot be masked; the masking profile requires it",
@@ -477,11 +473,9 @@ impl Gateway {
             body: req.record_json.as_ref().or(req.json.as_ref()),
             bytes_in: req.json.as_ref().map(|b| b.len() as u64).or(declared),
             policy: Some(policy_section(&decision)),
+            detected: ctx.detected.names(),
         };
         let (mut entry, mut exchange) = request_entry(facts, ctx.route.full, ctx.rt.recorder.cap());
-        if !ctx.detected.is_empty() {
-            entry.event.details = Some(serde_json::json!({ "detected": ctx.detected.names() }));
-        }
         if let Some(m) = masker {
             let counts = m.counts();
             entry.event.masking = Some(serde_json::json!({ "request": counts.request }));
@@ -513,6 +507,7 @@ impl Gateway {
             body: None,
             bytes_in: None,
             policy: None,
+            detected: &[],
         };
         let (entry, exchange) = request_entry(facts, false, 0);
         ctx.rt.recorder.later(ctx.route, entry);
@@ -548,6 +543,7 @@ impl Gateway {
                     body: None,
                     bytes_in: None,
                     policy: None,
+                    detected: &[],
                 };
                 let (entry, exchange) = request_entry(facts, false, 0);
                 ctx.rt.recorder.later(ctx.route, entry);
@@ -786,7 +782,8 @@ struct Ctx {
     route: RouteAudit,
     /// The approval that let this exchange through, when one was needed.
     approval_id: Option<String>,
-    /// Entity types detection found in the request (when a policy needed to know).
+    /// Entity types detection found in the request (when a policy needed to know), found once
+    /// by `authorize`; the request record or denial carries them (`RequestFacts::detected`).
     detected: masking::Detected,
     /// Already accounted for: refused by a failing-closed store before anything was recorded,
     /// or denied by policy with its `policy.denied` event written.
@@ -846,33 +843,18 @@ pub(crate) fn policy_query<'a>(
     }
 }
 
-/// The masking plan of a decision's obligations: the union of its profiles' directions, their
-/// entity types and the strictest mode. None when no profile applies.
-fn mask_plan(profiles: &config::MaskingConfig, o: &policy::Obligations) -> Option<masking::Plan> {
+/// The masking plan of a decision's obligations: its profiles' merged directions, entity types
+/// and strictest mode (merged by policy). None when no profile applies.
+fn mask_plan(o: &policy::Obligations) -> Option<masking::Plan> {
     if o.mask.is_empty() {
         return None;
-    }
-    let (mut request, mut response, mut recording) = (false, false, false);
-    for name in &o.mask {
-        match profiles.profiles.get(name) {
-            Some(p) => {
-                for d in &p.directions {
-                    match d {
-                        config::Direction::Request => request = true,
-                        config::Direction::Response => response = true,
-                        config::Direction::Recording => recording = true,
-                    }
-                }
-            }
-            // The built-in `default`: every direction.
-            None => (request, response, recording) = (true, true, true),
-        }
     }
     let mode = match o.mask_mode {
         Some(config::MaskMode::Tokenize) => masking::Mode::Tokenize,
         Some(config::MaskMode::Pseudonymize) => masking::Mode::Pseudonymize,
         _ => masking::Mode::Redact,
     };
+    let policy::MaskDirections { request, response, recording } = o.mask_directions;
     let plan = masking::Plan { entities: o.mask_entities.clone(), mode, request, response, recording };
     plan.is_active().then_some(plan)
 }
@@ -942,6 +924,22 @@ fn upstream_failure(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_mask_plan_reads_the_merged_obligations() {
+        let mut o = policy::Obligations::default();
+        assert!(super::mask_plan(&o).is_none());
+        o.mask = vec!["p".into()];
+        o.mask_entities = vec!["EMAIL".into()];
+        o.mask_mode = Some(config::MaskMode::Tokenize);
+        // A profile without a direction masks nothing.
+        assert!(super::mask_plan(&o).is_none());
+        o.mask_directions.response = true;
+        let plan = super::mask_plan(&o).unwrap();
+        assert_eq!(plan.entities, ["EMAIL"]);
+        assert_eq!((plan.request, plan.response, plan.recording), (false, true, false));
+        assert!(plan.mode == masking::Mode::Tokenize);
+    }
+
     #[test]
     fn request_ids_are_v7_unique_and_time_ordered() {
         let ids: Vec<_> = (0..10_000).map(|_| super::assign_id()).collect();

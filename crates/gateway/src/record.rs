@@ -142,9 +142,12 @@ pub struct RequestFacts<'a> {
     pub bytes_in: Option<u64>,
     /// The policy decision, once authorization ran.
     pub policy: Option<audit::Policy>,
+    /// Entity types detection found in the request (empty when none, or detection did not run).
+    pub detected: &'a [&'static str],
 }
 
-/// Builds the request record and the template of its completion.
+/// Builds the request record (with what detection found as `details.detected`) and the
+/// template of its completion.
 pub fn request_entry(f: RequestFacts<'_>, full: bool, cap: u64) -> (Entry, Exchange) {
     let family = f.action.family();
     let mut e = Event::new(EventType::Request(family), Outcome::Success).actor(f.actor);
@@ -170,6 +173,10 @@ pub fn request_entry(f: RequestFacts<'_>, full: bool, cap: u64) -> (Entry, Excha
     e.bytes_in = f.bytes_in;
     e.policy = f.policy;
     let template = e.clone();
+    // The request record's own detail: the completion does not repeat it.
+    if !f.detected.is_empty() {
+        e.details = Some(serde_json::json!({ "detected": f.detected }));
+    }
     let input = f.body.filter(|_| full).map(|b| Recording::whole(b, cap));
     (Entry { event: e, input, output: None }, Exchange { template, family })
 }

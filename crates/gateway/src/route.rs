@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use protocols::{Endpoint, FlavorSet};
+use protocols::{Endpoint, Flavor, FlavorSet};
 
 use crate::upstream::Upstream;
 
@@ -44,29 +44,69 @@ impl Router {
 
     /// The upstream for a (model, endpoint) pair among the non-prefixed routes.
     pub fn by_model(&self, model: Option<&str>, endpoint: Option<&Endpoint>) -> Option<&Arc<Upstream>> {
-        let flavors = endpoint.map_or(FlavorSet::ALL, |e| e.flavors);
-        match model {
-            Some(m) => self.upstreams.iter().find(|u| flavors.contains(u.flavor) && u.serves(m)),
-            None => self
-                .upstreams
-                .iter()
-                .find(|u| u.default)
-                .or_else(|| self.upstreams.iter().find(|u| u.wildcard && flavors.contains(u.flavor))),
-        }
+        select(&self.upstreams, model, endpoint.map_or(FlavorSet::ALL, |e| e.flavors))
     }
 }
 
 /// [`Router::by_model`] for any endpoint, from the config alone (no keys resolved): what
 /// `modelgate policy check` uses offline, so it names the upstream the live gateway would.
 pub fn upstream_for_config(config: &config::Config, model: Option<&str>) -> Option<String> {
-    let ups = config.upstreams.iter();
-    let found = match model {
-        Some(m) => {
-            ups.clone().find(|u| u.models.iter().any(|g| crate::upstream::glob_match(g.as_bytes(), m.as_bytes())))
-        }
-        None => ups.clone().find(|u| u.default).or_else(|| ups.clone().find(|u| u.models.iter().any(|g| g == "*"))),
-    };
-    found.map(|u| u.name.clone())
+    select(&config.upstreams, model, FlavorSet::ALL).map(|u| u.name.clone())
+}
+
+/// What routing reads of an upstream, resolved ([`Upstream`]) or as configured.
+trait Route {
+    /// The wire flavor.
+    fn flavor(&self) -> Flavor;
+    /// Whether one of its model globs matches `model`.
+    fn serves(&self, model: &str) -> bool;
+    /// Whether it takes model-less calls (`default = true`).
+    fn is_default(&self) -> bool;
+    /// Whether one of its globs is `*`.
+    fn is_wildcard(&self) -> bool;
+}
+
+impl Route for Arc<Upstream> {
+    fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+    fn serves(&self, model: &str) -> bool {
+        Upstream::serves(self, model)
+    }
+    fn is_default(&self) -> bool {
+        self.default
+    }
+    fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+}
+
+impl Route for config::UpstreamConfig {
+    fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+    fn serves(&self, model: &str) -> bool {
+        self.models.iter().any(|g| crate::upstream::glob_match(g.as_bytes(), model.as_bytes()))
+    }
+    fn is_default(&self) -> bool {
+        self.default
+    }
+    fn is_wildcard(&self) -> bool {
+        self.models.iter().any(|g| g == "*")
+    }
+}
+
+/// The one routing rule, in config order: a named model goes to the first upstream that speaks
+/// one of `flavors` and serves it; a model-less call to the `default` upstream, else to the first
+/// `*` upstream that speaks one of `flavors`.
+fn select<'a, U: Route>(upstreams: &'a [U], model: Option<&str>, flavors: FlavorSet) -> Option<&'a U> {
+    match model {
+        Some(m) => upstreams.iter().find(|u| flavors.contains(u.flavor()) && u.serves(m)),
+        None => upstreams
+            .iter()
+            .find(|u| u.is_default())
+            .or_else(|| upstreams.iter().find(|u| u.is_wildcard() && flavors.contains(u.flavor()))),
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +163,19 @@ default = true
         assert_eq!((&*u.name, rest), ("triton", "/v2/models/resnet/infer"));
         assert!(r.by_prefix("/tritonx/v2").is_none());
         assert_eq!(r.by_prefix("/triton").unwrap().1, "/");
+    }
+
+    #[test]
+    fn the_config_alone_routes_like_the_router() {
+        let config = Config::from_toml(CFG).unwrap();
+        let r = router(CFG);
+        for model in [Some("qwen2.5"), Some("llama-3-70b"), Some("mistral"), Some("gpt-4o"), None] {
+            assert_eq!(upstream_for_config(&config, model).as_deref(), r.by_model(model, None).map(|u| &*u.name));
+        }
+        let toml = "[[upstreams]]\nname='a'\nurl='http://h:1'\nflavor='vllm'\nmodels=['x']\n[[upstreams]]\nname='b'\nurl='http://h:2'\nflavor='tgi'\nmodels=['*']\n";
+        let config = Config::from_toml(toml).unwrap();
+        assert_eq!(upstream_for_config(&config, None).as_deref(), Some("b"));
+        assert_eq!(upstream_for_config(&config, Some("x")).as_deref(), Some("a"));
     }
 
     #[test]

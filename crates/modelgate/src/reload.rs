@@ -65,9 +65,10 @@ impl Trigger {
 
 /// The config in force, as read.
 struct Loaded {
-    text: String,
     hash: String,
     flat: BTreeMap<String, Value>,
+    /// The config as written, secrets hidden, for `GET /admin/v1/config`.
+    view: Value,
     policy_version: Arc<str>,
     policy_files: Vec<PathBuf>,
     stamp: Stamp,
@@ -99,13 +100,17 @@ impl Reloader {
     ) -> Reloader {
         let base_dir = base_dir(path);
         let policy_files = policy_paths(config, &base_dir);
-        let current = path.map(|p| Loaded {
-            text: text.to_string(),
-            hash: config_hash(text),
-            flat: flatten_config(text, gateway.current().policies().file_digests()),
-            policy_version: gateway.current().policies().version().clone(),
-            stamp: stamp(p, &policy_files),
-            policy_files,
+        let current = path.map(|p| {
+            let policies = gateway.current().policies().clone();
+            let (flat, view) = flat_and_view(toml::from_str::<toml::Table>(text).ok(), policies.file_digests());
+            Loaded {
+                hash: config_hash(text),
+                flat,
+                view,
+                policy_version: policies.version().clone(),
+                stamp: stamp(p, &policy_files),
+                policy_files,
+            }
         });
         let r = Reloader { path: path.map(Path::to_path_buf), base_dir, gateway, trail, admin, current };
         r.publish_view();
@@ -166,7 +171,7 @@ impl Reloader {
         let loaded = tokio::task::spawn_blocking(move || load_files(&read_path, &base_dir))
             .await
             .unwrap_or_else(|e| Err((None, vec![format!("loading the config failed: {e}")])));
-        let (text, hash, config, policies, policy_files, stamp) = match loaded {
+        let (hash, config, table, policies, policy_files, stamp) = match loaded {
             Ok(l) => l,
             Err((attempted, errors)) => return Err(self.reject(&trigger, attempted.as_deref(), errors).await),
         };
@@ -177,7 +182,7 @@ impl Reloader {
             }
             return Ok(json!({ "result": "unchanged", "config_hash": hash, "policy_version": &*version }));
         }
-        let flat = flatten_config(&text, policies.file_digests());
+        let (flat, view) = flat_and_view(table, policies.file_digests());
         let diff = match &self.current {
             Some(c) => diff(&c.flat, &flat),
             None => Value::Null,
@@ -197,8 +202,8 @@ impl Reloader {
         }
         if let Some(c) = self.current.as_mut() {
             c.hash = hash.clone();
-            c.text = text;
             c.flat = flat;
+            c.view = view;
             c.policy_version = version.clone();
             c.policy_files = policy_files;
             c.stamp = stamp;
@@ -278,7 +283,7 @@ impl Reloader {
                 "source": self.path.as_ref().map(|p| p.display().to_string()),
                 "config_hash": c.hash,
                 "policy_version": &*c.policy_version,
-                "config": hide_secrets(toml::from_str::<toml::Table>(&c.text).map(toml_to_json).unwrap_or(Value::Null)),
+                "config": c.view,
             }),
             None => json!({
                 "source": "embedded",
@@ -293,22 +298,22 @@ impl Reloader {
     }
 }
 
-/// What a reload reads: the config text, its hash, the parsed config, the compiled policy set,
-/// the Cedar files' paths and the files' state.
-type Loaded_ = (String, String, Config, policy::Policies, Vec<PathBuf>, Stamp);
+/// What a reload reads: the config text's hash, the parsed config and the text as a TOML table
+/// (one parse), the compiled policy set, the Cedar files' paths and the files' state.
+type Loaded_ = (String, Config, Option<toml::Table>, policy::Policies, Vec<PathBuf>, Stamp);
 
 /// Reads and validates the config at `path` and the policy files it names (blocking). The
 /// error carries the attempted config's hash, when it could be read, and the problems.
 fn load_files(path: &Path, base_dir: &Path) -> Result<Loaded_, (Option<String>, Vec<String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| (None, vec![format!("reading {}: {e}", path.display())]))?;
     let hash = config_hash(&text);
-    let config =
-        Config::from_toml(&text).map_err(|e| (Some(hash.clone()), vec![format!("{}: {e}", path.display())]))?;
+    let (config, table) = Config::from_toml_with_table(&text)
+        .map_err(|e| (Some(hash.clone()), vec![format!("{}: {e}", path.display())]))?;
     let policy_files = policy_paths(&config, base_dir);
     let stamp = stamp(path, &policy_files);
     let policies =
         policy::Policies::load(&config, base_dir).map_err(|e| (Some(hash.clone()), e.messages().to_vec()))?;
-    Ok((text, hash, config, policies, policy_files, stamp))
+    Ok((hash, config, table, policies, policy_files, stamp))
 }
 
 /// The directory relative `[policy] files` are resolved against: the config file's.
@@ -360,18 +365,20 @@ fn is_secret_key(key: &str) -> bool {
     ["secret", "password", "token", "api_key", "private", "credential"].iter().any(|s| k.contains(s))
 }
 
-/// The config as `path -> value`, tables and arrays of tables flattened (`access[0].groups`),
-/// plus one `policy.files[i]#content` entry per Cedar file with the hash of the content the
-/// policy set was compiled from.
-fn flatten_config(text: &str, policy_digests: &[String]) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    if let Ok(t) = toml::from_str::<toml::Table>(text) {
-        flatten("", &toml_to_json(t), &mut out);
+/// From the config as written (None: not readable as a TOML table), both forms kept of it: for
+/// diffs, `path -> value` with tables and arrays of tables flattened (`access[0].groups`), plus
+/// one `policy.files[i]#content` entry per Cedar file with the hash of the content the policy
+/// set was compiled from; and the view, secrets hidden.
+fn flat_and_view(table: Option<toml::Table>, policy_digests: &[String]) -> (BTreeMap<String, Value>, Value) {
+    let json = table.map(toml_to_json);
+    let mut flat = BTreeMap::new();
+    if let Some(v) = &json {
+        flatten("", v, &mut flat);
     }
     for (i, d) in policy_digests.iter().enumerate() {
-        out.insert(format!("policy.files[{i}]#content"), Value::String(d.clone()));
+        flat.insert(format!("policy.files[{i}]#content"), Value::String(d.clone()));
     }
-    out
+    (flat, hide_secrets(json.unwrap_or(Value::Null)))
 }
 
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
@@ -464,13 +471,12 @@ mod tests {
 
     #[test]
     fn diff_names_paths_and_hides_secrets() {
-        let a = flatten_config(
+        let flat = |text: &str| flat_and_view(toml::from_str(text).ok(), &[]).0;
+        let a = flat(
             "[server]\nlisten='127.0.0.1:1'\n[[access]]\ngroups=['a']\nactions=['inference']\n[x]\napi_key='one'\n",
-            &[],
         );
-        let b = flatten_config(
+        let b = flat(
             "[server]\nlisten='127.0.0.1:2'\n[[access]]\ngroups=['a','b']\nactions=['inference']\n[x]\napi_key='two'\nnew_password='p'\n",
-            &[],
         );
         let d = diff(&a, &b);
         assert_eq!(d["changed"]["server.listen"]["after"], "127.0.0.1:2");

@@ -16,12 +16,14 @@ use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use protocols::Action;
 
-use crate::family::{Family, is_sensitive};
+use crate::family::is_sensitive;
 use crate::load::{Meta, Policies};
 use crate::obligations::{Obligations, merge};
 use crate::{Decision, Effect, PrincipalKind, Query};
 
-/// Entity types, uids and entities for the evaluation side, built once at load.
+/// Entity types, uids and entities for the evaluation side, built once at load. The action
+/// uids and entities are `Policies::action_uids` and `Policies::action_entities`, shared with
+/// plain Cedar (their evaluation-side form is what those wrap).
 #[derive(Debug)]
 pub(crate) struct CoreParts {
     user: ast::EntityType,
@@ -29,10 +31,6 @@ pub(crate) struct CoreParts {
     group: ast::EntityType,
     model: ast::EntityType,
     upstream: ast::EntityType,
-    /// `Action::"<name>"` per `Action::ALL` index.
-    action_uids: Vec<ast::EntityUID>,
-    /// The action entity (ancestor: its family group) per `Action::ALL` index.
-    action_entities: Vec<ast::Entity>,
     /// Uids of the groups with ancestors, and of those ancestors.
     group_uids: HashMap<String, ast::EntityUID>,
     /// Every known group's entity (with all its ancestors), only when some policy names a `Group`
@@ -46,19 +44,7 @@ impl CoreParts {
     pub(crate) fn new(ancestors: &HashMap<String, Vec<String>>, group_literals: bool) -> Result<CoreParts, String> {
         let ty = |s: &str| ast::EntityType::from_str(s).map_err(|e| e.to_string());
         let group = ty("Group")?;
-        let action = ty("Action")?;
         let uid = |t: &ast::EntityType, id: &str| ast::EntityUID::from_components(t.clone(), ast::Eid::new(id), None);
-        let action_uids: Vec<ast::EntityUID> = Action::ALL.iter().map(|a| uid(&action, a.as_str())).collect();
-        let action_entities = Action::ALL
-            .iter()
-            .zip(&action_uids)
-            .map(|(a, u)| {
-                let f = a.family();
-                let parents =
-                    if f == Family::Unknown { HashSet::new() } else { HashSet::from([uid(&action, f.as_str())]) };
-                ast::Entity::new_with_attr_partial_value(u.clone(), [], HashSet::new(), parents, [])
-            })
-            .collect();
         let mut group_uids: HashMap<String, ast::EntityUID> = HashMap::new();
         for (g, anc) in ancestors {
             for name in std::iter::once(g).chain(anc) {
@@ -81,8 +67,6 @@ impl CoreParts {
             model: ty("Model")?,
             upstream: ty("Upstream")?,
             group,
-            action_uids,
-            action_entities,
             group_uids,
             group_entities,
             ip: ast::Name::parse_unqualified_name("ip").map_err(|e| e.to_string())?,
@@ -322,9 +306,9 @@ impl Policies {
             HashSet::from([upstream_uid]),
             [],
         ));
-        let action_uid = c.action_uids.get(action).cloned().ok_or("unknown action")?;
-        if let Some(a) = c.action_entities.get(action) {
-            entities.push(a.clone());
+        let action_uid = self.action_uids.get(action).map(|u| u.as_ref().clone()).ok_or("unknown action")?;
+        if let Some(a) = self.action_entities.get(action) {
+            entities.push(a.as_ref().clone());
         }
         let extensions = Extensions::all_available();
         let entities = CoreEntities::from_entities(

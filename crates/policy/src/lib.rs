@@ -48,9 +48,10 @@
 //! **Merge rule** for the obligations of the deciding permits: masking profiles are the union
 //! (sorted); the masked entity types are the union of those profiles' `entities` (`default` is
 //! `["*"]`); the mask mode is the strictest of theirs (`redact` > `pseudonymize` > `tokenize`);
-//! recording is `metadata` when any says so (keeping less data wins); durability is the strictest
-//! (`strict` > `balanced` > `async`); every approval requirement is kept (each must be met),
-//! sorted by policy id.
+//! the masked directions are the union of theirs (`default` has all three); recording is
+//! `metadata` when any says so (keeping less data wins); durability is the strictest (`strict` >
+//! `balanced` > `async`); every approval requirement is kept (each must be met), sorted by
+//! policy id.
 //!
 //! # Speed
 //!
@@ -78,7 +79,7 @@ mod obligations;
 mod schema;
 
 pub use load::{Policies, PolicyError};
-pub use obligations::{Approval, Obligations};
+pub use obligations::{Approval, MaskDirections, Obligations};
 pub use schema::SCHEMA;
 
 /// Whether the caller is a person or a workload.

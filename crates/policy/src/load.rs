@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::compile::{Prefilter, compile_rule};
 use crate::family::{Family, is_sensitive};
-use crate::obligations::{PolicyObligations, ProfileSummary};
+use crate::obligations::{MaskDirections, PolicyObligations, ProfileSummary};
 use crate::schema::SCHEMA;
 
 /// Why a policy set could not be loaded: every problem found, each naming where
@@ -106,9 +106,10 @@ pub struct Policies {
     pub(crate) types: Types,
     /// Evaluation-side (cedar-policy-core) entities, built once.
     pub(crate) core: crate::decide::CoreParts,
-    /// `Action::"<name>"` per `Action::ALL` index.
+    /// `Action::"<name>"` per `Action::ALL` index, for plain Cedar and (through `as_ref`, the
+    /// form they wrap) for the sliced evaluator.
     pub(crate) action_uids: Vec<EntityUid>,
-    /// The action entity (parent: its family group) per `Action::ALL` index.
+    /// The action entity (parent: its family group) per `Action::ALL` index, for both as above.
     pub(crate) action_entities: Vec<Entity>,
     /// The family action group entity per family index (`unknown` has none).
     pub(crate) family_entities: Vec<Option<Entity>>,
@@ -326,7 +327,8 @@ impl Policies {
         let mut profiles: BTreeMap<String, ProfileSummary> = BTreeMap::new();
         for name in config.masking.profile_names() {
             if let Some(p) = config.masking.profile(name) {
-                profiles.insert(name.to_string(), ProfileSummary { entities: p.entities, mode: p.mode });
+                let directions = MaskDirections::of(&p.directions);
+                profiles.insert(name.to_string(), ProfileSummary { entities: p.entities, mode: p.mode, directions });
             }
         }
 

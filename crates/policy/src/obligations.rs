@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::{ApprovalConfig, ApprovalMode, Durability, GrantKind, MaskMode, Recording};
+use config::{ApprovalConfig, ApprovalMode, Direction, Durability, GrantKind, MaskMode, Recording};
 use serde_json::{Value, json};
 
 /// The merged obligations of a decision's deciding permits.
@@ -17,12 +17,49 @@ pub struct Obligations {
     pub mask_entities: Vec<String>,
     /// The strictest mode of the profiles (`redact` > `pseudonymize` > `tokenize`).
     pub mask_mode: Option<MaskMode>,
+    /// Where masking applies: the union of the profiles' `directions`.
+    pub mask_directions: MaskDirections,
     /// Recording level: `metadata` when any policy says so (less data kept wins).
     pub recording: Option<Recording>,
     /// Durability: the strictest any policy asks for (`strict` > `balanced` > `async`).
     pub durability: Option<Durability>,
     /// Every approval requirement; each must be met. Sorted by policy id.
     pub approval: Vec<Approval>,
+}
+
+/// The directions a masking obligation covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaskDirections {
+    /// The request as forwarded to the model.
+    pub request: bool,
+    /// The response as relayed to the caller.
+    pub response: bool,
+    /// The stored copy.
+    pub recording: bool,
+}
+
+impl MaskDirections {
+    /// The directions of a profile's `directions` list.
+    pub(crate) fn of(directions: &[Direction]) -> MaskDirections {
+        let mut d = MaskDirections::default();
+        for dir in directions {
+            match dir {
+                Direction::Request => d.request = true,
+                Direction::Response => d.response = true,
+                Direction::Recording => d.recording = true,
+            }
+        }
+        d
+    }
+
+    /// Every direction of either.
+    fn union(self, other: MaskDirections) -> MaskDirections {
+        MaskDirections {
+            request: self.request || other.request,
+            response: self.response || other.response,
+            recording: self.recording || other.recording,
+        }
+    }
 }
 
 /// One approval requirement, from the policy that set it.
@@ -146,6 +183,7 @@ pub(crate) struct PolicyObligations {
 pub(crate) struct ProfileSummary {
     pub entities: Vec<String>,
     pub mode: MaskMode,
+    pub directions: MaskDirections,
 }
 
 /// Merges the obligations of the deciding permits (`(reported id, obligations)`), per the rule
@@ -157,6 +195,7 @@ pub(crate) fn merge<'a>(
     let mut mask = BTreeSet::new();
     let mut entities = BTreeSet::new();
     let mut mode: Option<MaskMode> = None;
+    let mut directions = MaskDirections::default();
     let mut recording: Option<Recording> = None;
     let mut durability: Option<Durability> = None;
     let mut approval: Vec<Approval> = Vec::new();
@@ -167,6 +206,7 @@ pub(crate) fn merge<'a>(
         {
             entities.extend(p.entities.iter().cloned());
             mode = Some(mode.map_or(p.mode, |cur| cur.min(p.mode)));
+            directions = directions.union(p.directions);
         }
         // Strictest wins: the least recording, the strictest durability (their orders).
         if let Some(r) = o.recording {
@@ -187,6 +227,7 @@ pub(crate) fn merge<'a>(
         mask: mask.into_iter().collect(),
         mask_entities: entities.into_iter().collect(),
         mask_mode: mode,
+        mask_directions: directions,
         recording,
         durability,
         approval,

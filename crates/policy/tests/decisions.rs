@@ -665,3 +665,43 @@ fn group_literals_see_the_whole_hierarchy() {
     let p = Policies::load(&config, &dir).unwrap();
     assert_eq!(p.decide(&q).effect, Effect::Deny);
 }
+
+#[test]
+fn masking_directions_are_the_union_of_the_profiles() {
+    let mut toml = String::from(
+        r#"
+[masking.profiles.inbound]
+entities = ["EMAIL"]
+directions = ["request"]
+[masking.profiles.stored]
+entities = ["PHONE"]
+mode = "tokenize"
+directions = ["recording"]
+"#,
+    );
+    // Group `a` masks with `inbound`, `b` with `stored`, `c` with `default`, `d` not at all.
+    for (group, mask) in [("a", Some("inbound")), ("b", Some("stored")), ("c", Some("default")), ("d", None)] {
+        toml.push_str(&format!("[[access]]\nid = \"{group}\"\ngroups = [\"{group}\"]\nactions = [\"inference\"]\n"));
+        if let Some(m) = mask {
+            toml.push_str(&format!("mask = \"{m}\"\n"));
+        }
+    }
+    let p = Policies::load(&Config::from_toml(&toml).unwrap(), Path::new(".")).unwrap();
+    let dirs = |groups: &[&str]| {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let q = query(&groups, Action::InferenceChat, Some("m"));
+        let d = p.decide(&q);
+        assert_eq!(d, p.decide_unsliced(&q));
+        let m = d.obligations.mask_directions;
+        (m.request, m.response, m.recording)
+    };
+    assert_eq!(dirs(&["a"]), (true, false, false));
+    assert_eq!(dirs(&["b"]), (false, false, true));
+    assert_eq!(dirs(&["a", "b"]), (true, false, true));
+    // The built-in `default` masks every direction.
+    assert_eq!(dirs(&["c"]), (true, true, true));
+    assert_eq!(dirs(&["b", "c"]), (true, true, true));
+    // No masking obligation, or no decision to allow: no direction.
+    assert_eq!(dirs(&["d"]), (false, false, false));
+    assert_eq!(dirs(&[]), (false, false, false));
+}
