@@ -86,7 +86,7 @@ impl Route for config::UpstreamConfig {
         self.flavor
     }
     fn serves(&self, model: &str) -> bool {
-        self.models.iter().any(|g| crate::upstream::glob_match(g.as_bytes(), model.as_bytes()))
+        self.models.iter().any(|g| protocols::glob::matches_with_question(g, model))
     }
     fn is_default(&self) -> bool {
         self.default

@@ -129,7 +129,7 @@ impl Upstream {
 
     /// Whether one of this upstream's globs matches `model`.
     pub fn serves(&self, model: &str) -> bool {
-        self.models.iter().any(|g| glob_match(g.as_bytes(), model.as_bytes()))
+        self.models.iter().any(|g| protocols::glob::matches_with_question(g, model))
     }
 
     /// The absolute URI for a path (already stripped of any gateway prefix) and query.
@@ -173,54 +173,4 @@ pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, std::io::Erro
         .enable_http1()
         .wrap_connector(http);
     Ok(UpstreamClient::new(https, connect_timeout))
-}
-
-/// Glob match with `*` (any run) and `?` (one byte); no allocation.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let (mut star_p, mut star_t) = (usize::MAX, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star_p = p;
-            star_t = t;
-            p += 1;
-        } else if star_p != usize::MAX {
-            p = star_p + 1;
-            star_t += 1;
-            t = star_t;
-        } else {
-            return false;
-        }
-    }
-    while p < pattern.len() && pattern[p] == b'*' {
-        p += 1;
-    }
-    p == pattern.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        let cases = [
-            ("*", "anything", true),
-            ("*", "", true),
-            ("qwen*", "qwen2.5:7b", true),
-            ("qwen*", "llama", false),
-            ("llama-3-70b", "llama-3-70b", true),
-            ("llama-3-70b", "llama-3-70b-instruct", false),
-            ("llama-?-8b", "llama-3-8b", true),
-            ("*-instruct", "llama-3-8b-instruct", true),
-            ("a*b*c", "axxbyyc", true),
-            ("a*b*c", "axxbyy", false),
-        ];
-        for (p, t, want) in cases {
-            assert_eq!(glob_match(p.as_bytes(), t.as_bytes()), want, "{p} vs {t}");
-        }
-    }
 }

@@ -49,8 +49,9 @@ impl Prefilter {
 
     /// False when the policy certainly does not apply.
     pub(crate) fn may_apply(&self, model: &str, upstream: &str, src_ip: Option<IpAddr>, detected: &[&str]) -> bool {
+        // As the compiled Cedar: `like` for a glob with a `*`, `==` otherwise.
         if let Some(globs) = &self.models
-            && !globs.iter().any(|g| glob_match(g, model))
+            && !globs.iter().any(|g| protocols::glob::matches(g, model))
         {
             return false;
         }
@@ -250,29 +251,4 @@ pub(crate) fn lit(s: &str) -> String {
     }
     o.push('"');
     o
-}
-
-/// Matches a model name against an `[[access]]` model glob exactly as the compiled Cedar does:
-/// `like` when the glob has a `*` (any run of characters, possibly empty), `==` otherwise.
-/// Bytewise: literal UTF-8 runs can only match at character boundaries.
-fn glob_match(glob: &str, name: &str) -> bool {
-    let (g, n) = (glob.as_bytes(), name.as_bytes());
-    let (mut gi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if gi < g.len() && g[gi] == b'*' {
-            star = Some((gi, ni));
-            gi += 1;
-        } else if gi < g.len() && g[gi] == n[ni] {
-            gi += 1;
-            ni += 1;
-        } else if let Some((sg, sn)) = star {
-            gi = sg + 1;
-            ni = sn + 1;
-            star = Some((sg, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    g[gi..].iter().all(|c| *c == b'*')
 }

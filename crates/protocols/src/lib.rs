@@ -1,7 +1,7 @@
 //! Model-server wire protocols for modelgate: the endpoint table (method + path -> action,
 //! model location, streaming, framing, usage shape), request classification with a cheap JSON
 //! peek, the stream-usage request rewrite, and response observation (token usage from JSON,
-//! SSE and NDJSON bodies as they are relayed).
+//! SSE and NDJSON bodies as they are relayed), and the [`glob`] matcher of model and entity names.
 //!
 //! Plain data and functions; no allocation or parsing beyond what each request needs.
 
@@ -10,6 +10,7 @@ mod classify;
 mod end;
 mod endpoint;
 mod flavor;
+pub mod glob;
 mod peek;
 mod usage;
 

@@ -210,47 +210,9 @@ impl Custom {
         &self.names
     }
 
-    /// The first custom match starting at or after `from` (the longest at equal starts).
-    pub(super) fn find(&self, body: &[u8], from: usize) -> Option<Found> {
-        if from >= body.len() {
-            return None;
-        }
-        let r = self.regex.as_ref().and_then(|r| {
-            let mut at = from;
-            while at < body.len() {
-                let m = r.meta.search(&Input::new(body).range(at..))?;
-                if m.end() > m.start() {
-                    let name = r.entity.get(m.pattern().as_usize())?;
-                    return Some(Found { entity: Entity::Custom(name), start: m.start(), end: m.end() });
-                }
-                at = m.start() + 1;
-            }
-            None
-        });
-        let w = self.words.as_ref().and_then(|w| {
-            let mut at = from;
-            while at < body.len() {
-                let m = w.ac.find(aho_corasick::Input::new(body).range(at..))?;
-                let bounded = (m.start() == 0 || !body.get(m.start() - 1).is_some_and(|&b| is_word(b)))
-                    && !body.get(m.end()).is_some_and(|&b| is_word(b));
-                let case_ok = match w.exact.get(m.pattern().as_usize()) {
-                    Some(Some(exact)) => body.get(m.start()..m.end()) == Some(exact.as_slice()),
-                    _ => true,
-                };
-                if bounded && case_ok {
-                    let name = w.entity.get(m.pattern().as_usize())?;
-                    return Some(Found { entity: Entity::Custom(name), start: m.start(), end: m.end() });
-                }
-                at = m.start() + 1;
-            }
-            None
-        });
-        match (r, w) {
-            (Some(a), Some(b)) => {
-                Some(if (b.start, usize::MAX - b.end) < (a.start, usize::MAX - a.end) { b } else { a })
-            }
-            (a, b) => a.or(b),
-        }
+    /// A search for the custom matches of `body`, in order (see [`Cursor::find`]).
+    pub(super) fn cursor<'a>(&'a self, body: &'a [u8]) -> Cursor<'a> {
+        Cursor { custom: self, body, regex: None, words: None }
     }
 
     /// The earliest offset from which a custom match could still start or grow.
@@ -290,6 +252,94 @@ impl Custom {
         }
         hold
     }
+}
+
+impl Regex {
+    /// The first non-empty match starting at or after `at`.
+    fn next(&self, body: &[u8], mut at: usize) -> Option<Found> {
+        while at < body.len() {
+            let m = self.meta.search(&Input::new(body).range(at..))?;
+            if m.end() > m.start() {
+                let name = self.entity.get(m.pattern().as_usize())?;
+                return Some(Found { entity: Entity::Custom(name), start: m.start(), end: m.end() });
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+}
+
+impl Words {
+    /// The first whole-word match (of the right case) starting at or after `at`.
+    fn next(&self, body: &[u8], mut at: usize) -> Option<Found> {
+        while at < body.len() {
+            let m = self.ac.find(aho_corasick::Input::new(body).range(at..))?;
+            let bounded = (m.start() == 0 || !body.get(m.start() - 1).is_some_and(|&b| is_word(b)))
+                && !body.get(m.end()).is_some_and(|&b| is_word(b));
+            let case_ok = match self.exact.get(m.pattern().as_usize()) {
+                Some(Some(exact)) => body.get(m.start()..m.end()) == Some(exact.as_slice()),
+                _ => true,
+            };
+            if bounded && case_ok {
+                let name = self.entity.get(m.pattern().as_usize())?;
+                return Some(Found { entity: Entity::Custom(name), start: m.start(), end: m.end() });
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+}
+
+/// One search's last answer: its first match at or after `from` (`None`: there is none).
+#[derive(Clone, Copy)]
+struct Cached {
+    from: usize,
+    found: Option<Found>,
+}
+
+/// The custom matches of one body, found in order. Each search (regexes, words) keeps its next
+/// match and runs again only once the scan has moved past it, so a scan is linear in the body
+/// however many matches it holds. Both searches give, for a start offset, the first match at
+/// or after it, which depends only on the body: a match found from an earlier offset is still
+/// the answer from any later offset up to its start.
+pub(super) struct Cursor<'a> {
+    custom: &'a Custom,
+    body: &'a [u8],
+    regex: Option<Cached>,
+    words: Option<Cached>,
+}
+
+impl Cursor<'_> {
+    /// The first custom match starting at or after `from` (the longest at equal starts).
+    /// Cached answers serve while `from` grows, as the scan's position does.
+    pub(super) fn find(&mut self, from: usize) -> Option<Found> {
+        let body = self.body;
+        if from >= body.len() {
+            return None;
+        }
+        let r = self.custom.regex.as_ref().and_then(|r| next(&mut self.regex, from, |at| r.next(body, at)));
+        let w = self.custom.words.as_ref().and_then(|w| next(&mut self.words, from, |at| w.next(body, at)));
+        match (r, w) {
+            (Some(a), Some(b)) => {
+                Some(if (b.start, usize::MAX - b.end) < (a.start, usize::MAX - a.end) { b } else { a })
+            }
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The first match at or after `from`: the cached one while it is still ahead (or there is
+/// none after an earlier offset), else `search(from)`, cached.
+fn next(cache: &mut Option<Cached>, from: usize, search: impl FnOnce(usize) -> Option<Found>) -> Option<Found> {
+    if let Some(c) = *cache
+        && c.from <= from
+        && c.found.is_none_or(|f| f.start >= from)
+    {
+        return c.found;
+    }
+    let found = search(from);
+    *cache = Some(Cached { from, found });
+    found
 }
 
 /// Whether an anchored run of the DFA from `start` is still alive (not dead) at the end of
@@ -334,9 +384,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.names(), ["CUSTOMER_ID", "CODENAME"]);
         let text = b"see cust-123456 about project falcon and Bluebirds, then BLUEBIRD.";
-        let mut from = 0;
+        let (mut cursor, mut from) = (c.cursor(text), 0);
         let mut got = Vec::new();
-        while let Some(f) = c.find(text, from) {
+        while let Some(f) = cursor.find(from) {
             got.push((f.entity.name(), std::str::from_utf8(&text[f.start..f.end]).unwrap()));
             from = f.end;
         }
@@ -345,6 +395,47 @@ mod tests {
         assert_eq!(c.hold_from(b"see proj"), 4);
         assert_eq!(c.hold_from(b"see project fal"), 4);
         assert_eq!(c.hold_from(b"see nothing "), 12);
+    }
+
+    #[test]
+    fn many_matches_in_one_text() {
+        let c =
+            Custom::new(&[spec("codename", &[], &["bluebird", "falcon"]), spec("ticket", &[r"T-\d+"], &[])]).unwrap();
+        // 10,000 words, every other one listed, and a ticket number every 100 words: the word
+        // search and the regex search each have their next match cached while the other's
+        // matches are reported.
+        let mut text = String::new();
+        let mut want = Vec::new();
+        for i in 0..10_000 {
+            let word = match i {
+                i if i % 100 == 1 => format!("T-{i}"),
+                i if i % 2 == 0 => ["bluebird", "Falcon"][i / 2 % 2].to_string(),
+                _ => "plain".to_string(),
+            };
+            if i % 2 == 0 || i % 100 == 1 {
+                let name = if i % 2 == 0 { "CODENAME" } else { "TICKET" };
+                want.push((name, text.len(), text.len() + word.len()));
+            }
+            text.push_str(&word);
+            text.push(' ');
+        }
+        // And a listed word glued to others, which must not match.
+        text.push_str("bluebirds xfalcon");
+        let (mut cursor, mut from) = (c.cursor(text.as_bytes()), 0);
+        let mut got = Vec::new();
+        while let Some(f) = cursor.find(from) {
+            got.push((f.entity.name(), f.start, f.end));
+            from = f.end;
+        }
+        assert_eq!(want.len(), 5_100);
+        assert_eq!(got, want);
+        // The detector's pass reports the same.
+        let detector =
+            crate::Detector::new(&[spec("codename", &[], &["bluebird", "falcon"]), spec("ticket", &[r"T-\d+"], &[])])
+                .unwrap();
+        let mut scanned = Vec::new();
+        detector.scan(text.as_bytes(), |f| scanned.push((f.entity.name(), f.start, f.end)));
+        assert_eq!(scanned, want);
     }
 
     #[test]

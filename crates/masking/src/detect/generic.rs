@@ -129,32 +129,15 @@ pub(super) fn credential_key(key: &[u8]) -> bool {
         "created",
         "updated",
     ];
-    let Ok(key) = std::str::from_utf8(key) else { return false };
-    let mut parts: Vec<String> = Vec::with_capacity(4);
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in key.chars() {
-        if matches!(c, '_' | '-' | '.') {
-            if !cur.is_empty() {
-                parts.push(std::mem::take(&mut cur));
-            }
-            prev_lower = false;
-            continue;
-        }
-        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
-            parts.push(std::mem::take(&mut cur));
-        }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        cur.push(c.to_ascii_lowercase());
-    }
-    if !cur.is_empty() {
-        parts.push(cur);
-    }
-    if parts.iter().any(|p| NOT.contains(&p.as_str())) {
+    // Keys that are not UTF-8 never name a credential.
+    if std::str::from_utf8(key).is_err() {
         return false;
     }
-    let joined: String = parts.concat();
-    parts.iter().any(|p| WORDS.contains(&p.as_str()))
+    let is = |part: &[u8], list: &[&str]| list.iter().any(|w| part.eq_ignore_ascii_case(w.as_bytes()));
+    if key_parts(key).any(|p| is(p, NOT)) {
+        return false;
+    }
+    key_parts(key).any(|p| is(p, WORDS))
         || [
             "apikey",
             "accesskey",
@@ -168,7 +151,41 @@ pub(super) fn credential_key(key: &[u8]) -> bool {
             "credential",
         ]
         .iter()
-        .any(|w| joined.contains(w))
+        .any(|w| contains_joined(key, w.as_bytes()))
+}
+
+fn is_separator(b: u8) -> bool {
+    matches!(b, b'_' | b'-' | b'.')
+}
+
+/// The parts of a key: split at `_`, `-`, `.` and before an uppercase letter that follows a
+/// lowercase letter or a digit (`apiKey` → `api`, `Key`). Never empty.
+fn key_parts(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while key.get(i).is_some_and(|&b| is_separator(b)) {
+            i += 1;
+        }
+        let start = i;
+        let mut prev_lower = false;
+        while let Some(&b) = key.get(i) {
+            if is_separator(b) || (b.is_ascii_uppercase() && prev_lower) {
+                break;
+            }
+            prev_lower = b.is_ascii_lowercase() || b.is_ascii_digit();
+            i += 1;
+        }
+        key.get(start..i).filter(|p| !p.is_empty())
+    })
+}
+
+/// Whether the lowercase `word` occurs in `key` once its separators are left out, ignoring
+/// ASCII case (`client_secret` holds `clientsecret`).
+fn contains_joined(key: &[u8], word: &[u8]) -> bool {
+    (0..key.len()).any(|s| {
+        let joined = key.get(s..).unwrap_or(&[]).iter().filter(|&&b| !is_separator(b)).map(u8::to_ascii_lowercase);
+        joined.take(word.len()).eq(word.iter().copied())
+    })
 }
 
 /// A credential value after the operator at `op` (`:` or `=`), when a credential key precedes it.

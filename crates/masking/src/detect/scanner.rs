@@ -95,7 +95,8 @@ pub(super) fn scan(body: &[u8], custom: Option<&custom::Custom>, extra: &[Found]
     let mut trigger = triggers.find(body, 0);
     let mut token = next_token_start(body, 0);
     let mut punct = next_punct(body, 0);
-    let mut cust = custom.and_then(|c| c.find(body, 0));
+    let mut cursor = custom.map(|c| c.cursor(body));
+    let mut cust = cursor.as_mut().and_then(|c| c.find(0));
     let mut ex = 0;
     loop {
         let mut best: Option<(usize, Source)> = None;
@@ -163,7 +164,7 @@ pub(super) fn scan(body: &[u8], custom: Option<&custom::Custom>, extra: &[Found]
             punct = next_punct(body, pos);
         }
         if cust.is_some_and(|f| f.start < pos) {
-            cust = custom.and_then(|c| c.find(body, pos));
+            cust = cursor.as_mut().and_then(|c| c.find(pos));
         }
         while extra.get(ex).is_some_and(|f| f.start < pos) {
             ex += 1;

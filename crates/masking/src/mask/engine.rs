@@ -97,7 +97,7 @@ impl Engine {
         if let Some(&(_, on)) = self.enabled.iter().find(|(x, _)| *x == e) {
             return on;
         }
-        let on = self.globs.iter().any(|g| glob(g.as_bytes(), e.name().as_bytes()));
+        let on = self.globs.iter().any(|g| protocols::glob::matches(g, e.name()));
         self.enabled.push((e, on));
         on
     }
@@ -362,48 +362,9 @@ pub(super) fn open_placeholder(text: &[u8]) -> Option<usize> {
     shaped.then_some(from + lt)
 }
 
-/// Whether `name` matches the glob `pat` (`*` matches any run, everything else itself).
-pub(super) fn glob(pat: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pat.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if name.get(n) == Some(&c) => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pat.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob(b"*", b"EMAIL"));
-        assert!(glob(b"SECRET_*", b"SECRET_JWT"));
-        assert!(!glob(b"SECRET_*", b"EMAIL"));
-        assert!(glob(b"EMAIL", b"EMAIL"));
-        assert!(!glob(b"EMAIL", b"EMAILS"));
-        assert!(glob(b"*_KEY", b"SECRET_AWS_ACCESS_KEY"));
-        assert!(glob(b"S*T*Y", b"SECRET_KEY"));
-        assert!(!glob(b"", b"EMAIL"));
-    }
 
     #[test]
     fn placeholders() {

@@ -411,18 +411,24 @@ impl Parser<'_> {
             return Err(JsonError::TooDeep);
         }
         let node = self.open_node(&ctx, place);
+        // Elements take the array's key; their container is the array.
+        let child = Ctx { node, parent: ctx.key, at_root: false, ..ctx };
+        self.elements(|p, pos| p.value(child, depth + 1, Some(Place { key: (0, 0), pos, in_array: true })))
+    }
+
+    /// The elements of the array at `self.i` (its `[`), each read by `element` given its
+    /// position, through the closing `]`.
+    fn elements(&mut self, mut element: impl FnMut(&mut Self, u32) -> Result<(), JsonError>) -> Result<(), JsonError> {
         self.i += 1;
         self.ws();
         if self.peek() == Some(b']') {
             self.i += 1;
             return Ok(());
         }
-        // Elements take the array's key; their container is the array.
-        let child = Ctx { node, parent: ctx.key, at_root: false, ..ctx };
         let mut pos: u32 = 0;
         loop {
             self.ws();
-            self.value(child, depth + 1, Some(Place { key: (0, 0), pos, in_array: true }))?;
+            element(self, pos)?;
             pos = pos.saturating_add(1);
             self.ws();
             match self.peek() {
@@ -462,29 +468,12 @@ impl Parser<'_> {
         match self.peek() {
             Some(b'"') => self.string().map(|_| ()),
             Some(b'-' | b'0'..=b'9') => self.number(),
+            // Arrays (embeddings, token lists) without opening nodes for them.
             Some(b'[') => {
                 if depth >= MAX_DEPTH {
                     return Err(JsonError::TooDeep);
                 }
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.ws();
-                    self.skip_value(ctx, depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(JsonError::Syntax),
-                    }
-                }
+                self.elements(|p, _| p.skip_value(ctx, depth + 1))
             }
             // Objects inside skipped values are rare; the general walker validates them.
             _ => self.value(ctx, depth, None),
