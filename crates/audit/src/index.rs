@@ -28,8 +28,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::canonical::hex;
-use crate::event::Event;
-use crate::store::{IndexColumns, Store, StoreError};
+use crate::event::Outcome;
+use crate::store::{Store, StoreError, model_of, time_ms};
 
 /// File name of the search index inside the data dir.
 pub const INDEX_FILE: &str = "search.db";
@@ -421,9 +421,9 @@ impl Index {
                 }
                 block = Some(b);
                 text.clear();
-                match serde_json::from_slice::<Event>(canonical) {
+                match serde_json::from_slice::<Doc>(canonical) {
                     Ok(e) => {
-                        let t = IndexColumns::of(&e).time_ms;
+                        let t = time_ms(&e.time);
                         if t > 0 {
                             m.skew = m.skew.max(m.tmax - t);
                             m.tmax = m.tmax.max(t);
@@ -455,9 +455,79 @@ fn clear(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// The text indexed for one event: its tags, key fields, and the text of its recorded bodies.
-fn document(e: &Event, content: &mut rusqlite::CachedStatement<'_>, out: &mut String) {
+/// What the index reads of a stored event. Deserialising a whole `Event` (every id, hash and
+/// section as owned values) was about a quarter of indexing; the fields left out are skipped
+/// without being built.
+#[derive(serde::Deserialize)]
+struct Doc {
+    time: String,
+    event_type: String,
+    outcome: Outcome,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    actor: Option<DocActor>,
+    #[serde(default)]
+    gen_ai: Option<DocGenAi>,
+    #[serde(default)]
+    resource: Option<DocResource>,
+    #[serde(default)]
+    policy: Option<DocPolicy>,
+    #[serde(default)]
+    masking: Option<Value>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    details: Option<Value>,
+    #[serde(default)]
+    content: Option<DocContent>,
+}
+
+#[derive(serde::Deserialize)]
+struct DocActor {
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    display: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct DocGenAi {
+    #[serde(rename = "request.model", default)]
+    request_model: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct DocResource {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(serde::Deserialize)]
+struct DocPolicy {
+    decision: String,
+}
+
+#[derive(serde::Deserialize)]
+struct DocContent {
+    #[serde(default)]
+    input_ref: Option<String>,
+    #[serde(default)]
+    output_ref: Option<String>,
+}
+
+fn document(e: &Doc, content: &mut rusqlite::CachedStatement<'_>, out: &mut String) {
     let mut tags: Vec<String> = Vec::with_capacity(12);
-    let cols = IndexColumns::of(e);
+    let model = model_of(
+        e.gen_ai.as_ref().and_then(|g| g.request_model.as_deref()),
+        e.resource.as_ref().map(|r| (r.kind.as_str(), r.id.as_deref())),
+    );
     if let Some(a) = &e.actor {
         if let Some(s) = &a.subject {
             tags.push(tag(kind::SUBJECT, s));
@@ -470,7 +540,7 @@ fn document(e: &Event, content: &mut rusqlite::CachedStatement<'_>, out: &mut St
             push_text(out, d);
         }
     }
-    if let Some(m) = &cols.model {
+    if let Some(m) = model {
         tags.push(tag(kind::MODEL, m));
         push_text(out, m);
     }
@@ -493,7 +563,7 @@ fn document(e: &Event, content: &mut rusqlite::CachedStatement<'_>, out: &mut St
     }
     if let Some(r) = &e.resource
         && let Some(id) = &r.id
-        && cols.model.as_deref() != Some(id.as_str())
+        && model != Some(id.as_str())
     {
         push_text(out, id);
     }
@@ -1086,6 +1156,58 @@ mod tests {
     fn masking_types_of_either_shape() {
         let m = serde_json::json!({"request": {"EMAIL": 2, "PHONE": 1}, "response": [{"type": "IBAN"}]});
         assert_eq!(masking_types(&m), vec!["EMAIL", "IBAN", "PHONE"]);
+    }
+
+    #[test]
+    fn the_light_view_reads_what_the_event_holds() {
+        use crate::event::{Actor, Content, Event, EventType, GenAi, Policy, Resource};
+        use crate::store::IndexColumns;
+        let mut e = Event::new(EventType::PolicyDenied, Outcome::Denied).actor(std::sync::Arc::new(Actor {
+            subject: Some("al\"ice".into()),
+            groups: vec!["ops".into(), "users".into()],
+            display: Some("Alice\nA.".into()),
+            ..Actor::default()
+        }));
+        e.action = Some("inference.chat".into());
+        e.gen_ai = Some(GenAi { request_model: Some("llama-3".into()), ..GenAi::default() });
+        e.resource = Some(Resource { id: Some("llama-3".into()), kind: "model".into(), upstream: Some("u".into()) });
+        e.policy = Some(Policy { decision: "deny".into(), ..Policy::default() });
+        e.masking = Some(serde_json::json!({"request": {"EMAIL": 1}}));
+        e.reason = Some("no rule".into());
+        e.end = Some("denied".into());
+        e.details = Some(serde_json::json!({"detected": ["EMAIL"]}));
+        e.content = Some(Content {
+            input_ref: Some("content:7".into()),
+            output_ref: Some("content:8".into()),
+            ..Content::default()
+        });
+        let d: Doc = serde_json::from_slice(&e.canonical_bytes()).unwrap();
+        let cols = IndexColumns::of(&e);
+        assert_eq!(time_ms(&d.time), cols.time_ms);
+        assert!(cols.time_ms > 0);
+        let model = model_of(
+            d.gen_ai.as_ref().and_then(|g| g.request_model.as_deref()),
+            d.resource.as_ref().map(|r| (r.kind.as_str(), r.id.as_deref())),
+        );
+        assert_eq!(model, cols.model.as_deref());
+        let a = d.actor.as_ref().unwrap();
+        assert_eq!(a.subject, cols.subject);
+        assert_eq!(a.groups, ["ops", "users"]);
+        assert_eq!(a.display.as_deref(), Some("Alice\nA."));
+        assert_eq!((d.event_type.as_str(), d.outcome), ("policy.denied", Outcome::Denied));
+        assert_eq!(d.action.as_deref(), e.action.as_deref());
+        assert_eq!(d.policy.map(|p| p.decision).as_deref(), Some("deny"));
+        assert_eq!(d.masking, e.masking);
+        assert_eq!((d.reason, d.end), (e.reason.clone(), e.end.clone()));
+        assert_eq!(d.details, e.details);
+        let c = d.content.unwrap();
+        assert_eq!((c.input_ref.as_deref(), c.output_ref.as_deref()), (Some("content:7"), Some("content:8")));
+        // Without gen_ai the model comes from a model resource, and only from one.
+        e.gen_ai = None;
+        let d: Doc = serde_json::from_slice(&e.canonical_bytes()).unwrap();
+        let r = d.resource.as_ref().map(|r| (r.kind.as_str(), r.id.as_deref()));
+        assert_eq!(model_of(None, r), Some("llama-3"));
+        assert_eq!(model_of(None, Some(("token", Some("k1")))), None);
     }
 
     #[test]

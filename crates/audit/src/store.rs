@@ -416,17 +416,29 @@ pub struct IndexColumns {
 impl IndexColumns {
     /// The index columns of an event.
     pub fn of(e: &Event) -> IndexColumns {
-        let time_ms = humantime::parse_rfc3339(&e.time)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        let model = e
-            .gen_ai
-            .as_ref()
-            .and_then(|g| g.request_model.clone())
-            .or_else(|| e.resource.as_ref().filter(|r| r.kind == "model").and_then(|r| r.id.clone()));
-        IndexColumns { time_ms, subject: e.actor.as_ref().and_then(|a| a.subject.clone()), model }
+        let model = model_of(
+            e.gen_ai.as_ref().and_then(|g| g.request_model.as_deref()),
+            e.resource.as_ref().map(|r| (r.kind.as_str(), r.id.as_deref())),
+        );
+        IndexColumns {
+            time_ms: time_ms(&e.time),
+            subject: e.actor.as_ref().and_then(|a| a.subject.clone()),
+            model: model.map(str::to_string),
+        }
     }
+}
+
+/// An event's `time` as Unix milliseconds (0 when unreadable).
+pub fn time_ms(time: &str) -> i64 {
+    humantime::parse_rfc3339(time)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An event's model: `gen_ai.request.model`, else the id of a `model` resource (`(type, id)`).
+pub fn model_of<'a>(request_model: Option<&'a str>, resource: Option<(&str, Option<&'a str>)>) -> Option<&'a str> {
+    request_model.or_else(|| resource.filter(|(kind, _)| *kind == "model").and_then(|(_, id)| id))
 }
 
 /// Owner-only permissions on the database file (it holds prompts).
