@@ -417,6 +417,13 @@ fn number_and_unit(body: &[u8], end: usize) -> Option<usize> {
     Some(unit(body, e).unwrap_or(e))
 }
 
+/// Whether a dotted word inside a street name is an abbreviation: a direction or an initial
+/// (`W.`, `N.`), `St.`, `Mt.` or `Ft.`.
+fn abbreviation(body: &[u8], w: Word) -> bool {
+    let l = word_str(body, w);
+    w.end - w.start == 1 || ["st", "mt", "ft", "ne", "nw", "se", "sw"].contains(&l.as_str())
+}
+
 /// A compass direction after a street suffix (`55 Wellington St W`, `Main Street NE`): its end.
 fn direction(body: &[u8], end: usize) -> Option<usize> {
     let w = next_word(body, end)?;
@@ -533,8 +540,14 @@ pub(super) fn at_number(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
     let mut cur = w;
     for _ in 0..4 {
-        // Past an abbreviation's dot (`2210 W. Olive Ave`, `12 St. Mary Road`).
-        let Some(n) = next_word(body, if cur.dot { cur.end + 1 } else { cur.end }) else { return };
+        // Past an abbreviation's dot (`2210 W. Olive Ave`, `12 St. Mary Road`); any other dot
+        // ends the sentence (`12 Tickets. Park City …` is no address).
+        let at = match cur.dot {
+            false => cur.end,
+            true if abbreviation(body, cur) => cur.end + 1,
+            true => return,
+        };
+        let Some(n) = next_word(body, at) else { return };
         if !n.cap {
             return;
         }
@@ -742,6 +755,10 @@ mod tests {
             "page 12 of the Main Road report",
             "PO Boxes are free",
             "PO Box rental",
+            "We sold 12 Tickets. Park City hosted the event.",
+            "I bought 3 Apples. Then Drive home.",
+            "Chapter 4 Summary. Main Street was busy.",
+            "Call 911 Now. Square up later.",
         ] {
             assert_eq!(addresses(text), Vec::<&str>::new(), "{text:?}");
         }

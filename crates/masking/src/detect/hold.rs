@@ -41,6 +41,15 @@ enum Piece {
     Other,
 }
 
+/// Words that continue a multi-word value but do not start one: every particle a name may hold
+/// (`Khalid bin Walid` split after `bin` must not release `Khalid bin`), street particles and
+/// phone extensions.
+pub(super) const CONNECTORS: &[&str] = &[
+    "al", "bin", "d'", "da", "das", "de", "degli", "dei", "del", "della", "delle", "den", "der", "des", "di", "do",
+    "dos", "du", "e", "el", "ext", "ext.", "het", "ibn", "l'", "la", "las", "le", "les", "lo", "los", "te", "ten",
+    "ter", "van", "von", "x", "y", "zu",
+];
+
 fn classify(tok: &[u8]) -> Piece {
     let Some(&b) = tok.first() else { return Piece::Other };
     if b.is_ascii_uppercase() || b >= 0x80 || b == b'+' || b == b'(' || tok.iter().any(u8::is_ascii_digit) {
@@ -50,12 +59,7 @@ fn classify(tok: &[u8]) -> Piece {
     if super::address::LOWER_TYPES.iter().any(|s| s.as_bytes() == t) {
         return Piece::Value;
     }
-    const CONNECTORS: &[&[u8]] = &[
-        b"d'", b"da", b"das", b"de", b"degli", b"dei", b"del", b"della", b"delle", b"den", b"der", b"des", b"di",
-        b"do", b"dos", b"du", b"e", b"ext", b"ext.", b"het", b"l'", b"la", b"las", b"le", b"les", b"lo", b"los", b"te",
-        b"ten", b"ter", b"van", b"von", b"x", b"y", b"zu",
-    ];
-    if CONNECTORS.contains(&t) {
+    if CONNECTORS.iter().any(|c| c.as_bytes() == t) {
         return Piece::Connector;
     }
     if t.iter().all(|&c| c.is_ascii_lowercase() || c == b'-' || c == b'\'' || c >= 0x80) {
@@ -186,6 +190,15 @@ mod tests {
 
     fn held(text: &str) -> &str {
         &text[hold_from(text.as_bytes())..]
+    }
+
+    #[test]
+    fn every_name_particle_connects() {
+        for p in super::super::names::PARTICLES {
+            assert!(super::CONNECTORS.contains(p), "{p}");
+        }
+        assert_eq!(held("for Khalid bin "), "Khalid bin ");
+        assert_eq!(held("for Khalid ibn "), "Khalid ibn ");
     }
 
     #[test]

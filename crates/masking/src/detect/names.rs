@@ -4,9 +4,10 @@
 //!   capitalised words that are not common English words), with particles (`van der`, `de la`)
 //!   and suffixes (`Jr.`, `PhD`, `MBA`);
 //! - two known surnames (`Palacio Arteaga`) when neither is an English word;
-//! - an unknown given name after a greeting or a word for a person (`my colleague Kwame Mensah`),
-//!   or before a verb of speech (`Siobhán Ní Bhriain reported`); surname-first order
-//!   (`Nguyen Thi Lan`); a known first name alone after a greeting (`Thanks Omar`);
+//! - two or more unknown name words after a greeting or a word for a person (`my colleague
+//!   Kwame Mensah`) or before a verb of speech (`Siobhán Ní Bhriain reported`); surname-first
+//!   order (`Nguyen Thi Lan`); a known first name alone after a greeting or a word for a person
+//!   (`Thanks Omar`);
 //! - in any case (`jamie fox-lawrence`), the display name of an email address
 //!   (`Name <mail@host>`) and the value of a JSON name field (`"name": "…"`) when it starts with
 //!   a known first name.
@@ -149,9 +150,9 @@ const SUFFIXES: &[&str] = &[
 ];
 
 /// Lowercase particles inside names (`Arsenio del Gallo`, `Mark van der Berg`).
-const PARTICLES: &[&str] = &[
+pub(super) const PARTICLES: &[&str] = &[
     "van", "de", "del", "della", "der", "den", "di", "da", "do", "dos", "das", "du", "von", "zu", "le", "la", "ten",
-    "ter", "het", "y", "bin", "al", "el", "dei", "degli", "des", "lo", "d'", "l'",
+    "ter", "het", "y", "bin", "ibn", "al", "el", "dei", "degli", "des", "lo", "d'", "l'",
 ];
 
 /// Capitalised words that never belong to a name, even when a surname list has them.
@@ -470,8 +471,9 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
     if first_name(first) {
         let (end, words) = extend(body, w.end, MAX_WORDS - 1);
-        // A first name alone counts after a greeting or a word for a person (`Thanks Omar`).
-        if words > 0 || cue_before(body, s) {
+        // A first name alone counts after a greeting or a word for a person (`Thanks Omar`),
+        // unless it names an assistant (`Hi Claude`).
+        if words > 0 || cue_before(body, s) && !ASSISTANTS.contains(&first) {
             out.push(Found { entity: Entity::Person, start: s, end });
         }
         return;
@@ -488,21 +490,27 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     {
         let l2 = word_str(body, w2);
         // Or a surname before a known given name, in the order of East Asian and Vietnamese
-        // names (`Nguyen Thi Lan`, `Park Ji-hoon`).
+        // names (`Nguyen Thi Lan`).
         if is_last(l2.as_str()) && !is_english(l2.as_str()) || is_last(first) && first_name(l2.as_str()) {
             let (end, _) = extend(body, w2.end, MAX_WORDS - 2);
             out.push(Found { entity: Entity::Person, start: s, end });
             return;
         }
     }
-    // Unknown names in a person's context: after a greeting or a word for a person (`my
-    // colleague Kwame Mensah`, `The patient, Keoni Kahananui`), or two or more name words before
-    // a verb of speech (`Siobhán Ní Bhriain reported`).
+    // Unknown names of two or more words in a person's context: after a greeting or a word for
+    // a person (`my colleague Kwame Mensah`, `The patient, Keoni Kahananui`), or before a verb of
+    // speech (`Siobhán Ní Bhriain reported`). One unknown word alone is too often a product or
+    // an assistant (`Hi Kubernetes experts`, `Thanks Docker`); inner capitals mark a brand
+    // (`ChatGPT`, `DevOps`).
     let (end, words) = extend(body, w.end, MAX_WORDS - 1);
-    if cue_before(body, s) || words > 0 && verb_after(body, end) {
+    let camel = |from: usize, to: usize| body.get(from + 1..to).is_some_and(|r| r.iter().any(u8::is_ascii_uppercase));
+    if words > 0 && !camel(s, w.end) && (cue_before(body, s) || verb_after(body, end)) {
         out.push(Found { entity: Entity::Person, start: s, end });
     }
 }
+
+/// Assistants' names that are also first names: greeting the model is not naming a person.
+const ASSISTANTS: &[&str] = &["claude", "alexa", "siri", "cortana", "gemini", "bard", "grok"];
 
 /// Greetings and sign-offs that a name follows, lowercase.
 const GREETINGS: &[&str] =
@@ -592,14 +600,25 @@ const NAME_VERBS: &[&str] = &[
     "texted",
 ];
 
-/// Whether a greeting or sign-off (`Hi Sven`, `Cheers, Alejandra`, `Best,` on the line before)
-/// or a word for a person (`my colleague Kwame`, `The patient, Keoni`) comes just before `s`.
+/// Whether a greeting or sign-off (`Thanks Omar`, `Best,` on the line before) or a word for a
+/// person (`my colleague Kwame`, `The patient, Keoni`) comes just before `s`. Line breaks count
+/// raw or JSON-escaped, so detection on a raw JSON body agrees with masking its decoded text.
 fn cue_before(body: &[u8], s: usize) -> bool {
     let mut i = s;
     let mut newline = false;
-    while i > 0 && s - i < 3 && matches!(body.get(i - 1), Some(b' ' | b'\n' | b'\r')) {
-        newline |= body.get(i - 1) == Some(&b'\n');
-        i -= 1;
+    while i > 0 && s - i < 6 {
+        match body.get(i - 1) {
+            Some(b' ' | b'\r') => i -= 1,
+            Some(b'\n') => {
+                newline = true;
+                i -= 1;
+            }
+            Some(b'n' | b'r' | b't') if i >= 2 && body.get(i - 2) == Some(&b'\\') => {
+                newline |= body.get(i - 1) == Some(&b'n');
+                i -= 2;
+            }
+            _ => break,
+        }
     }
     if i == s {
         return false;
@@ -805,5 +824,18 @@ mod tests {
         assert_eq!(names("Kubernetes Ingress reportedly works"), Vec::<&str>::new());
         assert_eq!(names("the colleague\nKwame Mensah"), Vec::<&str>::new());
         assert_eq!(names("integrate with Grafana Loki today"), Vec::<&str>::new());
+        // Products, brands and assistants after a cue are not people.
+        for text in [
+            "Hi Claude, can you help?",
+            "Hello ChatGPT",
+            "Thanks Docker team",
+            "Hi Kubernetes experts",
+            "The customer Zendesk requested a refund",
+            "Hey Siri",
+        ] {
+            assert_eq!(names(text), Vec::<&str>::new(), "{text:?}");
+        }
+        // A sign-off on the line before, in raw JSON text (escaped line break) as in plain text.
+        assert_eq!(names(r#"{"content": "Best,\nWanjiru Kamau"}"#), ["Wanjiru Kamau"]);
     }
 }
