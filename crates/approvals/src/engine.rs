@@ -671,6 +671,11 @@ impl Approvals {
         self.db.read(store::grant_views)
     }
 
+    /// One approval request (what `approve_url` shows).
+    pub fn get(&self, id: &str) -> Result<Option<View>, ApprovalError> {
+        self.db.read(|c| store::approval(c, id)?.map(|r| store::view(c, &r)).transpose())
+    }
+
     fn mem(&self) -> MutexGuard<'_, Mem> {
         self.mem.lock().unwrap_or_else(|p| p.into_inner())
     }

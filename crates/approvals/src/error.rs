@@ -39,7 +39,7 @@ pub enum ApprovalError {
     },
     /// The caller may not revoke this grant (neither an approver of its rule, its holder nor an
     /// admin).
-    #[error("you may not revoke this grant: it needs a member of {} or the grant's holder", .groups.join(", "))]
+    #[error("you may not revoke this grant: it needs a member of {}, the grant's holder or an admin", .groups.join(", "))]
     NotAllowedToRevoke {
         /// The approver groups named by the grant's request.
         groups: Vec<String>,

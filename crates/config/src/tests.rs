@@ -389,4 +389,8 @@ fn the_table_comes_from_the_same_parse() {
         let got = Config::from_toml_with_table(text).unwrap_err();
         assert_eq!((got.path, got.message), (want.path, want.message), "{text}");
     }
+    // And the key path they name, as written.
+    let e = Config::from_toml_with_table("[server]\nlisen = 1\n").unwrap_err();
+    assert_eq!(e.path, "server.lisen");
+    assert!(e.message.contains("unknown field `lisen`"), "{}", e.message);
 }

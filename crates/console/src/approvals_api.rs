@@ -1,5 +1,5 @@
-//! `/admin/v1/approvals`: list pending requests, approve, deny, list and revoke grants (SPEC
-//! section 7). Deciding accepts any credential the data path accepts: the approvals engine checks,
+//! `/admin/v1/approvals`: list pending requests, show one, approve, deny, list and revoke
+//! grants (SPEC section 7). Deciding accepts any credential the data path accepts: the approvals engine checks,
 //! at the moment of the decision, that the caller holds an approver group the rule names, is not
 //! the requester, and has not already approved.
 
@@ -88,6 +88,21 @@ pub(crate) async fn list(
     let list = engine(&s)?.list(pending_only).map_err(api_error)?;
     let list: Vec<_> = list.into_iter().filter(|v| visible(&id, v)).collect();
     Ok(axum::Json(json!({ "approvals": list })).into_response())
+}
+
+/// One request: the page `approve_url` names (webhooks, 403 `approval_required`). 404 when it
+/// does not exist or the caller may not see it.
+pub(crate) async fn show(
+    State(s): State<Arc<AdminState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(approval_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = authenticate(&s, &headers, peer).await?;
+    match engine(&s)?.get(&approval_id).map_err(api_error)? {
+        Some(v) if visible(&id, &v) => Ok(axum::Json(v).into_response()),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approval request")),
+    }
 }
 
 pub(crate) async fn approve(

@@ -105,6 +105,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/v1/approvals", get(approvals_api::list))
         .route("/admin/v1/approvals/grants", get(approvals_api::grants))
         .route("/admin/v1/approvals/grants/{id}/revoke", post(approvals_api::revoke))
+        .route("/admin/v1/approvals/{id}", get(approvals_api::show))
         .route("/admin/v1/approvals/{id}/approve", post(approvals_api::approve))
         .route("/admin/v1/approvals/{id}/deny", post(approvals_api::deny))
         .fallback(not_found)

@@ -42,7 +42,7 @@ impl Router {
         })
     }
 
-    /// The upstream for a (model, endpoint) pair among the non-prefixed routes.
+    /// The upstream for a (model, endpoint) pair, by model globs (or `default`), in config order.
     pub fn by_model(&self, model: Option<&str>, endpoint: Option<&Endpoint>) -> Option<&Arc<Upstream>> {
         select(&self.upstreams, model, endpoint.map_or(FlavorSet::ALL, |e| e.flavors))
     }

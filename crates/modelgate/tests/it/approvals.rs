@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
 use serde_json::{Value, json};
 use testkit::{Flavor, GatewayProcess, MockServer};
 
@@ -194,7 +197,21 @@ async fn ticket_mode_window_grants_count_people_not_groups_and_can_be_revoked() 
     let (s, v, _) = chat(&w.gw, &carol, "mock-embed", "embed this").await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("approval_required")), "{v}");
     let id = v["error"]["approval_id"].as_str().unwrap().to_string();
-    assert!(v["error"]["approve_url"].as_str().unwrap().starts_with("https://gw.example/"), "{v}");
+    let approve_url = v["error"]["approve_url"].as_str().unwrap();
+    assert!(approve_url.starts_with("https://gw.example/"), "{v}");
+    // The page approve_url names answers (behind the public URL, the admin listener), to an
+    // approver; not to someone who may not see the request, nor for an unknown id.
+    let page = approve_url.replace("https://gw.example", &w.gw.admin_url);
+    let show = |token: &str, url: &str| {
+        let req = Request::builder().uri(url).header("authorization", format!("Bearer {token}"));
+        call(req.body(Full::new(Bytes::new())).unwrap())
+    };
+    let (s, _, body) = show(&tess, &page).await;
+    let view: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((s, view["id"].as_str(), view["state"].as_str()), (200, Some(id.as_str()), Some("pending")), "{view}");
+    let nobody = w.key("nobody", "users");
+    assert_eq!(show(&nobody, &page).await.0, 404);
+    assert_eq!(show(&tess, &format!("{}/admin/v1/approvals/no-such-id", w.gw.admin_url)).await.0, 404);
     // One person in both approver groups counts once: still pending; and only once.
     assert!(w.approvals(&tess, &["approve", &id, "--reason", "ok"]).status.success());
     let again = w.approvals(&tess, &["approve", &id, "--reason", "ok again"]);
@@ -232,9 +249,13 @@ async fn ticket_mode_window_grants_count_people_not_groups_and_can_be_revoked() 
         .collect();
     let grant = grants.iter().find(|g| g["subject"] == "carol").unwrap_or_else(|| panic!("{grants:?}"));
     // Neither an approver of the rule, the holder nor an admin: refused, and the window still works.
-    let nobody = w.key("nobody", "users");
     let out = w.approvals(&nobody, &["revoke", grant["id"].as_str().unwrap(), "--reason", "mine now"]);
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not revoke"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(chat(&w.gw, &carol, "mock-embed", "embed this").await.0, 200);
     // The admin holds none of the approver groups, but may revoke any grant.
     let out = w.approvals(&admin, &["revoke", grant["id"].as_str().unwrap(), "--reason", "contract ended"]);
