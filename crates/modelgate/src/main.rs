@@ -102,11 +102,18 @@ fn init(out: &Path, force: bool) -> Result<()> {
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
+    read_config(path).map(|(config, _, _)| config)
+}
+
+/// The config at `path` (None: the embedded defaults), the text it was read from, and that text
+/// as a TOML table (for reload's diff and the config view), from one read and one parse.
+fn read_config(path: Option<&Path>) -> Result<(Config, String, Option<toml::Table>)> {
     match path {
-        None => Ok(Config::default()),
+        None => Ok((Config::default(), "embedded defaults".to_string(), None)),
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
-            Config::from_toml(&text).with_context(|| format!("in {}", p.display()))
+            let (config, table) = Config::from_toml_with_table(&text).with_context(|| format!("in {}", p.display()))?;
+            Ok((config, text, table))
         }
     }
 }
@@ -120,7 +127,7 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = load_config(config_path)?;
+    let (config, config_text, table) = read_config(config_path)?;
     let policies = policy::Policies::load(&config, &reload::base_dir(config_path)).map_err(policy_cmd::policy_error)?;
     // One core (a container limit or a CPU pin): a current-thread runtime, which skips the
     // work-stealing scheduler's cross-thread bookkeeping. More cores: one worker per core.
@@ -131,11 +138,7 @@ fn serve(config_path: Option<&Path>) -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()
     }
     .context("starting the runtime")?;
-    let config_text = match config_path {
-        Some(p) => std::fs::read(p).unwrap_or_default(),
-        None => b"embedded defaults".to_vec(),
-    };
-    runtime.block_on(run(config, policies, config_path, &config_text))
+    runtime.block_on(run(config, policies, config_path, &config_text, table))
 }
 
 /// Opens the audit trail and writes what a start must record: `gateway.start`,
@@ -225,11 +228,17 @@ async fn open_audit(
     Ok(trail)
 }
 
-async fn run(config: Config, policies: policy::Policies, config_path: Option<&Path>, config_text: &[u8]) -> Result<()> {
+async fn run(
+    config: Config,
+    policies: policy::Policies,
+    config_path: Option<&Path>,
+    config_text: &str,
+    table: Option<toml::Table>,
+) -> Result<()> {
     let embedded = config_path.is_none();
     let s = &config.server;
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
-    let trail = open_audit(&config, &policies, config_path, config_text).await?;
+    let trail = open_audit(&config, &policies, config_path, config_text.as_bytes()).await?;
     let keys = identity::keys::KeyStore::open(&s.data_dir).context("opening the key store")?;
     if let Some(path) = keys.ensure_admin_token().context("creating the admin token")? {
         // The path, never the token.
@@ -290,8 +299,9 @@ async fn run(config: Config, policies: policy::Policies, config_path: Option<&Pa
     let _ = admin_state.approvals.set(approvals.clone());
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
     let _ = admin_state.reload.set(reload_tx);
-    let text = String::from_utf8_lossy(config_text);
-    let reloader = reload::Reloader::new(config_path, &text, &config, gw.clone(), trail.clone(), admin_state.clone());
+
+    let reloader =
+        reload::Reloader::new(config_path, config_text, table, &config, gw.clone(), trail.clone(), admin_state.clone());
     let reload_task = reloader.spawn(reload_rx, stop_rx.clone())?;
     let flusher = keys.clone();
     tokio::spawn(async move {

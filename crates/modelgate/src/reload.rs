@@ -89,10 +89,11 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for the config at `path` (None: embedded defaults, nothing to reload), whose
-    /// `text` is in force now.
+    /// `text` (parsed as `table`) is in force now.
     pub fn new(
         path: Option<&Path>,
         text: &str,
+        table: Option<toml::Table>,
         config: &Config,
         gateway: Arc<gateway::Gateway>,
         trail: Arc<Audit>,
@@ -102,7 +103,7 @@ impl Reloader {
         let policy_files = policy_paths(config, &base_dir);
         let current = path.map(|p| {
             let policies = gateway.current().policies().clone();
-            let (flat, view) = flat_and_view(toml::from_str::<toml::Table>(text).ok(), policies.file_digests());
+            let (flat, view) = flat_and_view(table, policies.file_digests());
             Loaded {
                 hash: config_hash(text),
                 flat,
