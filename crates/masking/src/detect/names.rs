@@ -457,7 +457,7 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     if let Some(after) = is_title(body, w) {
         let (end, words) = extend(body, after, MAX_WORDS);
         if words > 0 {
-            out.push(Found { entity: Entity::Person, start: s, end });
+            push_person(body, s, end, out);
         }
         return;
     }
@@ -474,7 +474,7 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
         // A first name alone counts after a greeting or a word for a person (`Thanks Omar`),
         // unless it names an assistant (`Hi Claude`).
         if words > 0 || cue_before(body, s) && !ASSISTANTS.contains(&first) {
-            out.push(Found { entity: Entity::Person, start: s, end });
+            push_person(body, s, end, out);
         }
         return;
     }
@@ -491,9 +491,10 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
         let l2 = word_str(body, w2);
         // Or a surname before a known given name, in the order of East Asian and Vietnamese
         // names (`Nguyen Thi Lan`).
-        if is_last(l2.as_str()) && !is_english(l2.as_str()) || is_last(first) && first_name(l2.as_str()) {
+        let l2 = l2.as_str();
+        if !is_stop(l2) && (is_last(l2) && !is_english(l2) || is_last(first) && first_name(l2)) {
             let (end, _) = extend(body, w2.end, MAX_WORDS - 2);
-            out.push(Found { entity: Entity::Person, start: s, end });
+            push_person(body, s, end, out);
             return;
         }
     }
@@ -505,9 +506,49 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     let (end, words) = extend(body, w.end, MAX_WORDS - 1);
     let camel = |from: usize, to: usize| body.get(from + 1..to).is_some_and(|r| r.iter().any(u8::is_ascii_uppercase));
     if words > 0 && !camel(s, w.end) && (cue_before(body, s) || verb_after(body, end)) {
-        out.push(Found { entity: Entity::Person, start: s, end });
+        push_person(body, s, end, out);
     }
 }
+
+/// A person's name from `s` to `end`, unless it names an organisation: its last word, or the
+/// word after it, is a company word (`Acme Corp`, `Lehman Brothers`, `Charles Schwab Corp`).
+fn push_person(body: &[u8], s: usize, end: usize, out: &mut Out) {
+    let last = body.get(s..end).and_then(|n| n.iter().rposition(|&b| b == b' ')).map_or(s, |p| s + p + 1);
+    let org = |w: Option<Word>| w.is_some_and(|w| w.cap && ORG_WORDS.contains(&word_str(body, w).as_str()));
+    if org(read_word(body, last)) || org(next_word(body, end)) {
+        return;
+    }
+    out.push(Found { entity: Entity::Person, start: s, end });
+}
+
+/// Words that make a capitalised name an organisation's, lowercase.
+const ORG_WORDS: &[&str] = &[
+    "inc",
+    "corp",
+    "corporation",
+    "ltd",
+    "llc",
+    "llp",
+    "plc",
+    "gmbh",
+    "ag",
+    "sa",
+    "nv",
+    "bv",
+    "group",
+    "holdings",
+    "brothers",
+    "bros",
+    "partners",
+    "capital",
+    "ventures",
+    "labs",
+    "technologies",
+    "systems",
+    "foundation",
+    "institute",
+    "associates",
+];
 
 /// Assistants' names that are also first names: greeting the model is not naming a person.
 const ASSISTANTS: &[&str] = &["claude", "alexa", "siri", "cortana", "gemini", "bard", "grok"];
@@ -833,6 +874,12 @@ mod tests {
             "The customer Zendesk requested a refund",
             "Hey Siri",
         ] {
+            assert_eq!(names(text), Vec::<&str>::new(), "{text:?}");
+        }
+        // Organisations named after people.
+        for text in
+            ["Acme Corp signed.", "Lehman Brothers said no.", "Charles Schwab Corp reported", "John Smith Associates"]
+        {
             assert_eq!(names(text), Vec::<&str>::new(), "{text:?}");
         }
         // A sign-off on the line before, in raw JSON text (escaped line break) as in plain text.
