@@ -454,7 +454,6 @@ fn clear(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The text indexed for one event: its tags, key fields, and the text of its recorded bodies.
 /// What the index reads of a stored event. Deserialising a whole `Event` (every id, hash and
 /// section as owned values) was about a quarter of indexing; the fields left out are skipped
 /// without being built.
@@ -522,6 +521,7 @@ struct DocContent {
     output_ref: Option<String>,
 }
 
+/// The text indexed for one event: its tags, key fields, and the text of its recorded bodies.
 fn document(e: &Doc, content: &mut rusqlite::CachedStatement<'_>, out: &mut String) {
     let mut tags: Vec<String> = Vec::with_capacity(12);
     let model = model_of(

@@ -1,7 +1,8 @@
 //! `/admin/v1/approvals`: list pending requests, show one, approve, deny, list and revoke
-//! grants (SPEC section 7). Deciding accepts any credential the data path accepts: the approvals engine checks,
-//! at the moment of the decision, that the caller holds an approver group the rule names, is not
-//! the requester, and has not already approved.
+//! grants (SPEC section 7). A request the caller may not see answers 404 to show, approve and
+//! deny alike. Deciding accepts any credential the data path accepts: the approvals engine
+//! checks, at the moment of the decision, that the caller holds an approver group the rule
+//! names, is not the requester, and has not already approved.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,8 +69,8 @@ fn body(bytes: &[u8]) -> Result<DecisionBody, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid body: {e}")))
 }
 
-/// Whether the caller may see this request: auditors and admins see all; others see what they
-/// could decide (their groups) and what they asked for themselves.
+/// Whether the caller may see this request: auditors, admins and approvers see all; others see
+/// what they could decide (their groups) and what they asked for themselves.
 fn visible(id: &Identity, v: &approvals::View) -> bool {
     id.has_role(Role::Auditor)
         || id.has_role(Role::Approver)
@@ -90,8 +91,16 @@ pub(crate) async fn list(
     Ok(axum::Json(json!({ "approvals": list })).into_response())
 }
 
-/// One request: the page `approve_url` names (webhooks, 403 `approval_required`). 404 when it
-/// does not exist or the caller may not see it.
+/// The request `approval_id` when the caller may see it; 404 alike when it does not exist and
+/// when they may not, so the answer does not tell them which.
+fn seen(engine: &approvals::Approvals, id: &Identity, approval_id: &str) -> Result<approvals::View, ApiError> {
+    match engine.get(approval_id).map_err(api_error)? {
+        Some(v) if visible(id, &v) => Ok(v),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approval request")),
+    }
+}
+
+/// One request: the page `approve_url` names (webhooks, 403 `approval_required`).
 pub(crate) async fn show(
     State(s): State<Arc<AdminState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -99,10 +108,7 @@ pub(crate) async fn show(
     Path(approval_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = authenticate(&s, &headers, peer).await?;
-    match engine(&s)?.get(&approval_id).map_err(api_error)? {
-        Some(v) if visible(&id, &v) => Ok(axum::Json(v).into_response()),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such approval request")),
-    }
+    Ok(axum::Json(seen(engine(&s)?, &id, &approval_id)?).into_response())
 }
 
 pub(crate) async fn approve(
@@ -114,7 +120,9 @@ pub(crate) async fn approve(
 ) -> Result<Response, ApiError> {
     let id = authenticate(&s, &headers, peer).await?;
     let b = body(&bytes)?;
-    let v = engine(&s)?.approve(&approval_id, &approver(&id), b.reason.as_deref()).await.map_err(api_error)?;
+    let engine = engine(&s)?;
+    seen(engine, &id, &approval_id)?;
+    let v = engine.approve(&approval_id, &approver(&id), b.reason.as_deref()).await.map_err(api_error)?;
     Ok(axum::Json(v).into_response())
 }
 
@@ -128,7 +136,9 @@ pub(crate) async fn deny(
     let id = authenticate(&s, &headers, peer).await?;
     let b = body(&bytes)?;
     let reason = b.reason.unwrap_or_default();
-    let v = engine(&s)?.deny(&approval_id, &approver(&id), &reason).await.map_err(api_error)?;
+    let engine = engine(&s)?;
+    seen(engine, &id, &approval_id)?;
+    let v = engine.deny(&approval_id, &approver(&id), &reason).await.map_err(api_error)?;
     Ok(axum::Json(v).into_response())
 }
 

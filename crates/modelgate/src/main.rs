@@ -299,7 +299,6 @@ async fn run(
     let _ = admin_state.approvals.set(approvals.clone());
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
     let _ = admin_state.reload.set(reload_tx);
-
     let reloader =
         reload::Reloader::new(config_path, config_text, table, &config, gw.clone(), trail.clone(), admin_state.clone());
     let reload_task = reloader.spawn(reload_rx, stop_rx.clone())?;

@@ -418,10 +418,14 @@ fn number_and_unit(body: &[u8], end: usize) -> Option<usize> {
 }
 
 /// Whether a dotted word inside a street name is an abbreviation: a direction or an initial
-/// (`W.`, `N.`), `St.`, `Mt.` or `Ft.`.
+/// (`W.`, `N.`), or one of the words streets are named with (`St.`, `Mt.`, `Jr.`, `Dr.`,
+/// `Pt.`, `Mass.`, `Gen.`). A dot after any other word ends a sentence.
 fn abbreviation(body: &[u8], w: Word) -> bool {
-    let l = word_str(body, w);
-    w.end - w.start == 1 || ["st", "mt", "ft", "ne", "nw", "se", "sw"].contains(&l.as_str())
+    const WORDS: &[&str] = &[
+        "st", "mt", "ft", "ne", "nw", "se", "sw", "jr", "sr", "dr", "pt", "ste", "mass", "gen", "pres", "hon", "rev",
+        "adm", "capt", "col", "lt", "maj", "sgt", "cmdr", "gov", "sen", "prof",
+    ];
+    w.end - w.start == 1 || WORDS.contains(&word_str(body, w).as_str())
 }
 
 /// A compass direction after a street suffix (`55 Wellington St W`, `Main Street NE`): its end.
@@ -745,6 +749,10 @@ mod tests {
             "55 Wellington St W",
             "PO Box 4471",
             "P.O. Box 12",
+            "100 Martin Luther King Jr. Blvd",
+            "77 Mass. Ave",
+            "12 Dr. King Blvd",
+            "500 Pt. Loma Ave",
         ] {
             let text = format!("ship to {a} please");
             assert_eq!(addresses(&text), [a], "{text:?}");

@@ -59,23 +59,24 @@ fn classify(tok: &[u8]) -> Piece {
     if super::address::LOWER_TYPES.iter().any(|s| s.as_bytes() == t) {
         return Piece::Value;
     }
-    if CONNECTORS.iter().any(|c| c.as_bytes() == t) {
-        return Piece::Connector;
-    }
+    let connector = CONNECTORS.iter().any(|c| c.as_bytes() == t);
     if t.iter().all(|&c| c.is_ascii_lowercase() || c == b'-' || c == b'\'' || c >= 0x80) {
         let l = lower(t);
         let s = l.as_str();
         let parts = || s.split('-').filter(|p| !p.is_empty());
-        // A first name in lowercase may open a name (`jamie fox`); short English words that are
-        // also names somewhere (`so`, `ok`) do not.
+        // A first name in lowercase may open a name (`jamie fox`, `al smith`: a connector too);
+        // short English words that are also names somewhere (`so`, `ok`) do not.
         if parts().next().is_some_and(|p| is_first(p) && !(p.len() <= 3 && is_english(p))) {
             return Piece::Value;
+        }
+        if connector {
+            return Piece::Connector;
         }
         if parts().all(|p| is_last(p) || is_first(p)) && !s.is_empty() {
             return Piece::Surname;
         }
     }
-    Piece::Other
+    if connector { Piece::Connector } else { Piece::Other }
 }
 
 /// See [`super::hold_from`].
@@ -199,6 +200,9 @@ mod tests {
         }
         assert_eq!(held("for Khalid bin "), "Khalid bin ");
         assert_eq!(held("for Khalid ibn "), "Khalid ibn ");
+        // A particle that is also a first name still opens a name in lowercase.
+        assert_eq!(held("write to al smith "), "al smith ");
+        assert_eq!(held("write to el garcia "), "el garcia ");
     }
 
     #[test]

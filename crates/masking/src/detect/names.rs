@@ -473,7 +473,8 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
         let (end, words) = extend(body, w.end, MAX_WORDS - 1);
         // A first name alone counts after a greeting or a word for a person (`Thanks Omar`),
         // unless it names an assistant (`Hi Claude`).
-        if words > 0 || cue_before(body, s) && !ASSISTANTS.contains(&first) {
+        let cue = cue_before(body, s);
+        if words > 0 || cue.is_some() && !(cue == Some(Cue::Salutation) && ASSISTANTS.contains(&first)) {
             push_person(body, s, end, out);
         }
         return;
@@ -504,41 +505,35 @@ pub(super) fn at_word(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     // an assistant (`Hi Kubernetes experts`, `Thanks Docker`); inner capitals mark a brand
     // (`ChatGPT`, `DevOps`).
     let (end, words) = extend(body, w.end, MAX_WORDS - 1);
-    let camel = |from: usize, to: usize| body.get(from + 1..to).is_some_and(|r| r.iter().any(u8::is_ascii_uppercase));
-    if words > 0 && !camel(s, w.end) && (cue_before(body, s) || verb_after(body, end)) {
+    let brand = body.get(s..w.end).is_some_and(brand_capitals);
+    if words > 0 && !brand && (cue_before(body, s).is_some() || verb_after(body, end)) {
         push_person(body, s, end, out);
     }
 }
 
-/// A person's name from `s` to `end`, unless it names an organisation: its last word, or the
-/// word after it, is a company word (`Acme Corp`, `Lehman Brothers`, `Charles Schwab Corp`).
+/// A person's name from `s` to `end`, unless it names an organisation: its last word is a
+/// company word (`Acme Corp`, `Lehman Brothers`), or a legal form follows it (`Charles Schwab
+/// Corp`).
 fn push_person(body: &[u8], s: usize, end: usize, out: &mut Out) {
     let last = body.get(s..end).and_then(|n| n.iter().rposition(|&b| b == b' ')).map_or(s, |p| s + p + 1);
-    let org = |w: Option<Word>| w.is_some_and(|w| w.cap && ORG_WORDS.contains(&word_str(body, w).as_str()));
-    if org(read_word(body, last)) || org(next_word(body, end)) {
+    let is = |w: Option<Word>, list: &[&str]| w.is_some_and(|w| w.cap && list.contains(&word_str(body, w).as_str()));
+    let last = read_word(body, last);
+    // An ordinary word after a name may begin a job title (`John Smith Systems Engineer`).
+    if is(last, LEGAL_FORMS) || is(last, ORG_WORDS) || is(next_word(body, end), LEGAL_FORMS) {
         return;
     }
     out.push(Found { entity: Entity::Person, start: s, end });
 }
 
-/// Words that make a capitalised name an organisation's, lowercase.
+/// Legal forms of companies, lowercase.
+const LEGAL_FORMS: &[&str] =
+    &["inc", "corp", "corporation", "ltd", "llc", "llp", "plc", "gmbh", "ag", "sa", "nv", "bv", "bros"];
+
+/// Words that make a capitalised name an organisation's when the name ends with them, lowercase.
 const ORG_WORDS: &[&str] = &[
-    "inc",
-    "corp",
-    "corporation",
-    "ltd",
-    "llc",
-    "llp",
-    "plc",
-    "gmbh",
-    "ag",
-    "sa",
-    "nv",
-    "bv",
     "group",
     "holdings",
     "brothers",
-    "bros",
     "partners",
     "capital",
     "ventures",
@@ -550,7 +545,22 @@ const ORG_WORDS: &[&str] = &[
     "associates",
 ];
 
-/// Assistants' names that are also first names: greeting the model is not naming a person.
+/// Whether a capitalised word has a brand's inner capitals (`ChatGPT`, `LinkedIn`) rather than a
+/// name's: one after a two- or three-letter prefix (`DaQuan`, `McKenna`, `LaToya`), or after a
+/// hyphen or apostrophe (`Jean-Luc`, `O'Neill`).
+fn brand_capitals(word: &[u8]) -> bool {
+    let inner: Vec<usize> = (1..word.len())
+        .filter(|&i| word.get(i).is_some_and(u8::is_ascii_uppercase))
+        .filter(|&i| !matches!(word.get(i - 1), Some(b'-' | b'\'')))
+        .collect();
+    match inner.as_slice() {
+        [] => false,
+        [i] => !(2..=3).contains(i),
+        _ => true,
+    }
+}
+
+/// Assistants' names: greeting the model (`Hi Claude`, `Thanks Alexa`) is not naming a person.
 const ASSISTANTS: &[&str] = &["claude", "alexa", "siri", "cortana", "gemini", "bard", "grok"];
 
 /// Greetings and sign-offs that a name follows, lowercase.
@@ -641,20 +651,36 @@ const NAME_VERBS: &[&str] = &[
     "texted",
 ];
 
-/// Whether a greeting or sign-off (`Thanks Omar`, `Best,` on the line before) or a word for a
-/// person (`my colleague Kwame`, `The patient, Keoni`) comes just before `s`. Line breaks count
-/// raw or JSON-escaped, so detection on a raw JSON body agrees with masking its decoded text.
-fn cue_before(body: &[u8], s: usize) -> bool {
+/// What the word just before a name says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cue {
+    /// Addressing someone: `Hi`, `Hey`, `Hello`, `Thanks`.
+    Salutation,
+    /// Another greeting or a sign-off (`Dear`, `Best,` on the line before, `Cc`), or a word for
+    /// a person (`my colleague Kwame`, `The patient, Keoni`).
+    Other,
+}
+
+/// Salutations among [`GREETINGS`], lowercase.
+const SALUTATIONS: &[&str] = &["hi", "hey", "hello", "thanks"];
+
+/// The cue word just before `s`, past spaces, tabs, one `,` and line breaks. Line breaks and tabs
+/// count raw or JSON-escaped, so detection on a raw JSON body agrees with masking its decoded
+/// text. A name goes on the line after a sign-off, but not after a word for a person.
+fn cue_before(body: &[u8], s: usize) -> Option<Cue> {
     let mut i = s;
     let mut newline = false;
-    while i > 0 && s - i < 6 {
+    while i > 0 && s - i < 8 {
         match body.get(i - 1) {
-            Some(b' ' | b'\r') => i -= 1,
+            Some(b' ' | b'\r' | b'\t') => i -= 1,
             Some(b'\n') => {
                 newline = true;
                 i -= 1;
             }
-            Some(b'n' | b'r' | b't') if i >= 2 && body.get(i - 2) == Some(&b'\\') => {
+            // `\n` in JSON, not `\\n` (an escaped backslash, then the letter).
+            Some(b'n' | b'r' | b't')
+                if i >= 2 && body.get(i - 2) == Some(&b'\\') && (i < 3 || body.get(i - 3) != Some(&b'\\')) =>
+            {
                 newline |= body.get(i - 1) == Some(&b'n');
                 i -= 2;
             }
@@ -662,7 +688,7 @@ fn cue_before(body: &[u8], s: usize) -> bool {
         }
     }
     if i == s {
-        return false;
+        return None;
     }
     if i > 0 && body.get(i - 1) == Some(&b',') {
         i -= 1;
@@ -672,12 +698,17 @@ fn cue_before(body: &[u8], s: usize) -> bool {
         i -= 1;
     }
     if i == e || i > 0 && body.get(i - 1).is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80) {
-        return false;
+        return None;
     }
     let l = lower(body.get(i..e).unwrap_or(&[]));
     let w = l.as_str();
-    // A name goes on the line after a sign-off, but not after a word for a person.
-    GREETINGS.contains(&w) || !newline && PERSON_WORDS.contains(&w)
+    if SALUTATIONS.contains(&w) {
+        Some(Cue::Salutation)
+    } else if GREETINGS.contains(&w) || !newline && PERSON_WORDS.contains(&w) {
+        Some(Cue::Other)
+    } else {
+        None
+    }
 }
 
 /// Whether a verb of [`NAME_VERBS`] follows `end` after one space.
@@ -876,9 +907,18 @@ mod tests {
         ] {
             assert_eq!(names(text), Vec::<&str>::new(), "{text:?}");
         }
+        // People before an ordinary word, and assistants' names after a word for a person.
+        assert_eq!(names("I met John Smith Systems Engineer"), ["John Smith"]);
+        assert_eq!(names("my daughter Alexa called"), ["Alexa"]);
+        assert_eq!(names("Dear Alexa, thanks"), ["Alexa"]);
+        // Names with a prefix capital are not brands.
+        assert_eq!(names("my colleague DaQuan Okoro said"), ["DaQuan Okoro"]);
+        // A tab, raw or escaped, is a gap like a space.
+        assert_eq!(names("Hi\tKwame Mensah"), ["Kwame Mensah"]);
+        assert_eq!(names(r#"{"content": "Hi\tKwame Mensah"}"#), ["Kwame Mensah"]);
         // Organisations named after people.
         for text in
-            ["Acme Corp signed.", "Lehman Brothers said no.", "Charles Schwab Corp reported", "John Smith Associates"]
+            ["Acme Corp signed.", "Lehman Brothers said no.", "Charles Schwab Corp reported", "Smith Barney LLC"]
         {
             assert_eq!(names(text), Vec::<&str>::new(), "{text:?}");
         }

@@ -283,6 +283,39 @@ fn corpus_texts() -> Option<Vec<String>> {
     )
 }
 
+#[test]
+fn names_and_particles_stream_as_they_mask_whole_at_every_cut() {
+    // Values whose extent depends on the words around them (particles that are also first
+    // names, cues before, verbs and company words after), cut into two chunks at every byte.
+    let texts = [
+        "write to al smith <al@example.com> now",
+        "write to el garcia <el@example.com> now",
+        "the visa letter for Khalid bin Walid said so",
+        "Summarise: Siobhán Ní Bhriain reported that the VPN drops",
+        "Best,\nWanjiru Kamau\nHead of Sales",
+        "Acme Corp signed; Charles Schwab Corp reported; John Smith Systems Engineer",
+        "ship to 100 Martin Luther King Jr. Blvd and 2210 W. Olive Ave, Apt 5B today",
+    ];
+    for mode in [Mode::Redact, Mode::Tokenize] {
+        for text in texts {
+            let out = exchange(mode).response(text.as_bytes()).unwrap();
+            let (want_caller, want_record) = (s(&out.caller).to_owned(), s(&out.record).to_owned());
+            assert_ne!(want_record, text, "nothing masked in {text:?}");
+            let raw = |b: &[u8]| b.to_vec();
+            for cut in 1..text.len() {
+                let sizes = [cut, text.len() - cut];
+                let sm = exchange(mode).stream(Framing::None);
+                let (caller, record) = stream(sm, text.as_bytes(), &sizes, &raw, &want_caller, &want_record);
+                assert_eq!(
+                    (s(&record), s(&caller)),
+                    (want_record.as_str(), want_caller.as_str()),
+                    "{text:?} cut at {cut}"
+                );
+            }
+        }
+    }
+}
+
 /// The hand-written sentences of `crates/masking/eval/heldout.txt`, without their markup.
 fn heldout_texts() -> Vec<String> {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eval/heldout.txt");

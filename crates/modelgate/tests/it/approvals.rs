@@ -125,9 +125,12 @@ async fn hold_mode_forwards_when_approved_and_refuses_on_denial_or_timeout() {
     });
     let id = wait_pending(&w, &sam, "carol");
     assert!(w.mock.requests().is_empty(), "a held request reached the upstream");
-    // Someone outside the approver group may not approve.
+    // Someone outside the approver group may not approve; they may not even see the request,
+    // so they are told it does not exist (as for an unknown id).
     let out = w.approvals(&nobody, &["approve", &id, "--reason", "why not"]);
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such approval request"), "{err}");
     let out = w.approvals(&sam, &["approve", &id, "--reason", "quarterly review, ticket SEC-12"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (s, h, _, _) = held.await.unwrap();
