@@ -214,6 +214,9 @@ async fn ticket_mode_window_grants_count_people_not_groups_and_can_be_revoked() 
     assert_eq!((s, view["id"].as_str(), view["state"].as_str()), (200, Some(id.as_str()), Some("pending")), "{view}");
     let nobody = w.key("nobody", "users");
     assert_eq!(show(&nobody, &page).await.0, 404);
+    // The requester sees their own request; without a credential nobody sees anything.
+    assert_eq!(show(&carol, &page).await.0, 200);
+    assert_eq!(call(get(&page)).await.0, 401);
     assert_eq!(show(&tess, &format!("{}/admin/v1/approvals/no-such-id", w.gw.admin_url)).await.0, 404);
     // One person in both approver groups counts once: still pending; and only once.
     assert!(w.approvals(&tess, &["approve", &id, "--reason", "ok"]).status.success());
