@@ -549,13 +549,12 @@ const ORG_WORDS: &[&str] = &[
 /// name's: one after a two- or three-letter prefix (`DaQuan`, `McKenna`, `LaToya`), or after a
 /// hyphen or apostrophe (`Jean-Luc`, `O'Neill`).
 fn brand_capitals(word: &[u8]) -> bool {
-    let inner: Vec<usize> = (1..word.len())
+    let mut inner = (1..word.len())
         .filter(|&i| word.get(i).is_some_and(u8::is_ascii_uppercase))
-        .filter(|&i| !matches!(word.get(i - 1), Some(b'-' | b'\'')))
-        .collect();
-    match inner.as_slice() {
-        [] => false,
-        [i] => !(2..=3).contains(i),
+        .filter(|&i| !matches!(word.get(i - 1), Some(b'-' | b'\'')));
+    match (inner.next(), inner.next()) {
+        (None, _) => false,
+        (Some(i), None) => !(2..=3).contains(&i),
         _ => true,
     }
 }
