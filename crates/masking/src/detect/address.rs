@@ -523,6 +523,12 @@ pub(super) fn at_lower_type(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     }
 }
 
+/// Whether a street line may begin with this word (lowercase): a street type written first,
+/// a unit (`Flat`, `Suite`) or `PO` (Box).
+pub(super) fn starts_street(l: &str) -> bool {
+    PREFIX_TYPES.contains(&l) || LOWER_TYPES.contains(&l) || UNITS.contains(&l) || l == "po" || l == "p"
+}
+
 /// An address starting with the house number at `s`.
 pub(super) fn at_number(body: &[u8], lo: usize, s: usize, out: &mut Out) {
     if s < lo {

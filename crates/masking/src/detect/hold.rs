@@ -52,7 +52,13 @@ pub(super) const CONNECTORS: &[&str] = &[
 
 fn classify(tok: &[u8]) -> Piece {
     let Some(&b) = tok.first() else { return Piece::Other };
-    if b.is_ascii_uppercase() || b >= 0x80 || b == b'+' || b == b'(' || tok.iter().any(u8::is_ascii_digit) {
+    if b == b'+' || b == b'(' || tok.iter().any(u8::is_ascii_digit) {
+        return Piece::Value;
+    }
+    if b.is_ascii_uppercase() {
+        return if opens_nothing(tok) { Piece::Connector } else { Piece::Value };
+    }
+    if b >= 0x80 {
         return Piece::Value;
     }
     let t: &[u8] = tok.strip_suffix(b",").unwrap_or(tok);
@@ -77,6 +83,21 @@ fn classify(tok: &[u8]) -> Piece {
         }
     }
     if connector { Piece::Connector } else { Piece::Other }
+}
+
+/// Whether a capitalised word cannot start a value, though one may run through it (`12 Park`):
+/// a common English word (`Hello,`, `The`, `Sure!`) that is no first name, title or street
+/// type. The name detector starts no name at such a word (even one a surname list has, such as
+/// `The`), nor does any street form, so an answer's first word need not wait for the next token.
+fn opens_nothing(tok: &[u8]) -> bool {
+    let t = tok.strip_suffix(b",").unwrap_or(tok);
+    let t = t.strip_suffix(b"!").or_else(|| t.strip_suffix(b"?")).or_else(|| t.strip_suffix(b":")).unwrap_or(t);
+    if !t.iter().all(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let l = lower(t);
+    let s = l.as_str();
+    is_english(s) && !is_first(s) && !super::names::TITLES.contains(&s) && !super::address::starts_street(s)
 }
 
 /// See [`super::hold_from`].
@@ -216,6 +237,13 @@ mod tests {
         assert_eq!(held("98, chemin de "), "98, chemin de ");
         assert_eq!(held("chemin de "), "chemin de ");
         assert_eq!(held("the day "), "");
+        // An answer's first word goes out once it is finished, unless a value may start with it.
+        for done in ["Hello, ", "Sure! ", "The ", "Here ", "Thanks, ", "Great question: "] {
+            assert_eq!(held(done), "", "{done:?}");
+        }
+        for open in ["Dr. ", "Mr ", "Maria ", "Via ", "Avenue ", "Smith, ", "12 Park ", "Kwame "] {
+            assert_eq!(held(open), open, "{open:?}");
+        }
         assert_eq!(held(r#"api_key=""#), r#"api_key=""#);
         assert_eq!(held(r#"{"api_key": "q_oDx"#), r#""api_key": "q_oDx"#);
         assert_eq!(held(r#"{"name": "stephen go"#), r#""name": "stephen go"#);

@@ -89,7 +89,7 @@ pub(super) fn read_word(body: &[u8], i: usize) -> Option<Word> {
 }
 
 /// Titles and honorifics, lowercase, without their dot.
-const TITLES: &[&str] = &[
+pub(super) const TITLES: &[&str] = &[
     "mr",
     "mrs",
     "ms",

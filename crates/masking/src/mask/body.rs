@@ -179,7 +179,8 @@ fn mask_doc(
         if ch.b {
             sb.string(body, site.start, site.end, &s.tb);
         }
-        if a_live && ch.a {
+        // A number the caller gets back as it was stays a number.
+        if a_live && ch.a && !(site.number && s.ta == raw) {
             sa.string(body, site.start, site.end, &s.ta);
         }
         if site.escaped {

@@ -51,11 +51,17 @@ pub(super) struct Site {
     pub node: u32,
     /// Its member key, raw, without quotes (empty for an array element).
     pub key: (usize, usize),
+    /// A number inside tool-call arguments rather than a string: its digits are masked as text,
+    /// and a masked number becomes a string.
+    pub number: bool,
 }
 
 impl Site {
-    /// The raw bytes between the quotes.
+    /// The raw bytes between the quotes (a number's whole span).
     pub fn raw<'a>(&self, doc: &'a [u8]) -> &'a [u8] {
+        if self.number {
+            return doc.get(self.start..self.end).unwrap_or(&[]);
+        }
         doc.get(self.start + 1..self.end - 1).unwrap_or(&[])
     }
 }
@@ -300,7 +306,8 @@ impl Parser<'_> {
             Some(b'"') => {
                 let (start, escaped) = (self.i, self.string()?);
                 if let Some(class) = site_class(&ctx) {
-                    let site = Site { start, end: self.i, escaped, class, node: ctx.node, key: ctx.key_span };
+                    let site =
+                        Site { start, end: self.i, escaped, class, node: ctx.node, key: ctx.key_span, number: false };
                     self.doc.sites.push(site);
                 }
                 Ok(())
@@ -308,7 +315,18 @@ impl Parser<'_> {
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.i;
+                self.number()?;
+                // In tool-call arguments a number is data (a card or phone number the model
+                // wrote without quotes), masked like a string.
+                if ctx.all {
+                    let (node, key) = (ctx.node, ctx.key_span);
+                    let site = Site { start, end: self.i, escaped: false, class: Class::Text, node, key, number: true };
+                    self.doc.sites.push(site);
+                }
+                Ok(())
+            }
             _ => Err(JsonError::Syntax),
         }
     }

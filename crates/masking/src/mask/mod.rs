@@ -37,9 +37,12 @@
 //! 3. In a masked response, *token-level* data is dropped, since it spells the answer token by
 //!    token where no value can be seen whole: `logprobs` becomes `null`; `tokens`, `prefill`,
 //!    `top_tokens` (TGI) and `context` (Ollama token ids) become `[]`.
-//! 4. Tool-call `arguments` (a JSON document in a string) are parsed and every string inside is
-//!    masked (no structural keys there: the tool defines them), then re-encoded; arguments that
-//!    do not parse are masked as text.
+//! 4. Tool-call `arguments` (a JSON document in a string) are parsed and every string value
+//!    inside is masked (no structural keys there: the tool defines them; member keys are kept),
+//!    and so is every number (a card or phone number written without quotes; a masked number
+//!    becomes a string), then re-encoded; arguments that do not parse are masked as text.
+//!    Streamed arguments are read token by token and each value is masked whole in the same
+//!    way, so they come out as whole arguments do.
 //! 5. Every other string is masked as text, whatever its key: message `content` (string or
 //!    parts), `prompt`, `input`/`inputs`, `system`, `suffix`, `text_input`/`text_output`, Ollama
 //!    `message.content`/`response`, TGI `generated_text`, KServe `data`, and keys no flavor
@@ -53,6 +56,7 @@
 //! concatenation with a hold-back, and the output depends only on the upstream's frames, not
 //! on how its bytes were split.
 
+mod args;
 mod body;
 mod engine;
 mod json;

@@ -21,6 +21,7 @@
 use bytes::Bytes;
 use protocols::Framing;
 
+use super::args::{self, ArgsLex, Tok};
 use super::body::{self, Scratch, blank_bytes};
 use super::engine::{Changed, Dir, Side, decimal, open_placeholder};
 use super::json::{self, Class, Doc};
@@ -74,12 +75,26 @@ struct Channel {
     live: bool,
     /// Frame number of the last frame that carried a field of this channel.
     seen: u64,
+    /// For tool-call arguments: the lexer that has them masked per value.
+    args: Option<ArgsLex>,
 }
 
 impl Channel {
     /// Whether text is held.
     fn holds(&self) -> bool {
         self.cut < self.buf.len()
+    }
+
+    /// Drops released text beyond the detector's left context: keeps the last [`CONTEXT`]
+    /// bytes or so, from a whitespace so the first word is whole.
+    fn trim(&mut self) {
+        if self.cut > 2 * CONTEXT {
+            let from = self.cut - CONTEXT;
+            let ws = self.buf.get(from..self.cut).and_then(|r| r.iter().position(u8::is_ascii_whitespace));
+            let drop = ws.map_or(from, |p| from + p + 1);
+            self.buf.drain(..drop);
+            self.cut -= drop;
+        }
     }
 }
 
@@ -131,6 +146,8 @@ pub struct StreamMasker {
     found: Vec<Found>,
     data: Vec<u8>,
     dec: Vec<u8>,
+    /// Decoded text of one tool-call argument value.
+    value_dec: Vec<u8>,
     ta: Vec<u8>,
     tb: Vec<u8>,
     arena: Vec<u8>,
@@ -169,6 +186,7 @@ impl StreamMasker {
             found: Vec::new(),
             data: Vec::new(),
             dec: Vec::new(),
+            value_dec: Vec::new(),
             ta: Vec::new(),
             tb: Vec::new(),
             arena: Vec::new(),
@@ -503,10 +521,13 @@ impl StreamMasker {
         site_channels.clear();
         for (site, &(from, to)) in doc.sites.iter().zip(&site_keys) {
             let ch = match site.class {
-                Class::Delta { .. } => {
+                Class::Delta { args } => {
                     let i = channel_of(&mut self.channels, keys.get(from..to).unwrap_or(&[]));
                     if let Some(c) = self.channels.get_mut(i) {
                         c.seen = self.frame_no;
+                        if args && c.args.is_none() && c.buf.is_empty() {
+                            c.args = Some(ArgsLex::default());
+                        }
                     }
                     Some(i)
                 }
@@ -765,6 +786,15 @@ impl StreamMasker {
         if flush {
             c.live = false;
         }
+        if c.args.as_ref().is_some_and(|l| !l.failed) {
+            self.push_args(i, flush)?;
+            if self.channels.get(i).and_then(|c| c.args.as_ref()).is_some_and(|l| !l.failed) {
+                return Ok(());
+            }
+        }
+        let Some(c) = self.channels.get_mut(i) else {
+            return Err(MaskError::Inconsistent("a stream channel vanished"));
+        };
         let (buf, cut, len) = (&c.buf, c.cut, c.buf.len());
         let eng = &mut self.masker.engine;
         let mut e = if flush { len } else { eng.detector.hold_from(buf).clamp(cut, len) };
@@ -805,14 +835,70 @@ impl StreamMasker {
         let region = buf.get(cut..e).unwrap_or(&[]);
         eng.apply(Dir::Response, self.side, region, matches, cut, &mut self.ta, &mut self.tb);
         c.cut = e;
-        if c.cut > 2 * CONTEXT {
-            // Keep the last CONTEXT bytes or so, from a whitespace so the first word is whole.
-            let from = c.cut - CONTEXT;
-            let ws = c.buf.get(from..c.cut).and_then(|r| r.iter().position(u8::is_ascii_whitespace));
-            let drop = ws.map_or(from, |p| from + p + 1);
-            c.buf.drain(..drop);
-            c.cut -= drop;
+        c.trim();
+        Ok(())
+    }
+
+    /// Releases the complete tokens of tool-call arguments held in channel `i`, each value
+    /// masked whole (as in whole arguments) and JSON-encoded again; appends to `self.ta`/`self.tb`.
+    /// Marks the lexer failed when the text is not JSON, or a token is held too long; what is
+    /// left is then for the text hold-back.
+    fn push_args(&mut self, i: usize, flush: bool) -> Result<(), MaskError> {
+        let two = self.two();
+        let side = self.side;
+        let Some(c) = self.channels.get_mut(i) else {
+            return Err(MaskError::Inconsistent("a stream channel vanished"));
+        };
+        let Some(lex) = c.args.as_mut() else { return Ok(()) };
+        let eng = &mut self.masker.engine;
+        let (ta, tb, vdec) = (&mut self.ta, &mut self.tb, &mut self.value_dec);
+        let (sa, sb, found) = (&mut self.scratch.ta, &mut self.scratch.tb, &mut self.found);
+        let mut pos = c.cut;
+        while pos < c.buf.len() {
+            match lex.next(&c.buf, pos, flush) {
+                Tok::Keep(end) => {
+                    let t = c.buf.get(pos..end).unwrap_or(&[]);
+                    tb.extend_from_slice(t);
+                    if two {
+                        ta.extend_from_slice(t);
+                    }
+                    pos = end;
+                }
+                Tok::Value { end, number } => {
+                    let raw = c.buf.get(pos..end).unwrap_or(&[]);
+                    let inner = if number { raw } else { raw.get(1..raw.len().saturating_sub(1)).unwrap_or(&[]) };
+                    vdec.clear();
+                    json::decode(inner, vdec);
+                    let ch = body::mask_text(eng, Dir::Response, side, vdec, found, sa, sb);
+                    for (out, changed, text, live) in [(&mut *tb, ch.b, &*sb, false), (&mut *ta, ch.a, &*sa, true)] {
+                        if live && !two {
+                            continue;
+                        }
+                        // A number that comes out as it was stays a number.
+                        if changed && !(number && text.as_slice() == raw) {
+                            out.push(b'"');
+                            json::encode(text, out);
+                            out.push(b'"');
+                        } else {
+                            out.extend_from_slice(raw);
+                        }
+                    }
+                    pos = end;
+                }
+                Tok::Open => {
+                    if c.buf.len() - pos > args::MAX_HELD_TOKEN {
+                        lex.failed = true;
+                    }
+                    break;
+                }
+                Tok::Bad => {
+                    lex.failed = true;
+                    break;
+                }
+            }
         }
+        c.cut = pos;
+        c.trim();
         Ok(())
     }
 
@@ -881,7 +967,15 @@ fn channel_of(channels: &mut Vec<Channel>, key: &[u8]) -> usize {
     if let Some(i) = channels.iter().position(|c| c.key == key) {
         return i;
     }
-    channels.push(Channel { key: key.to_vec(), buf: Vec::new(), cut: 0, template: None, live: true, seen: 0 });
+    channels.push(Channel {
+        key: key.to_vec(),
+        buf: Vec::new(),
+        cut: 0,
+        template: None,
+        live: true,
+        seen: 0,
+        args: None,
+    });
     channels.len() - 1
 }
 

@@ -295,6 +295,11 @@ fn names_and_particles_stream_as_they_mask_whole_at_every_cut() {
         "Best,\nWanjiru Kamau\nHead of Sales",
         "Acme Corp signed; Charles Schwab Corp reported; John Smith Systems Engineer",
         "ship to 100 Martin Luther King Jr. Blvd and 2210 W. Olive Ave, Apt 5B today",
+        // Capitalised English words that are released at once, before what follows them.
+        "Hello, Kwame Mensah here. Thanks, Maria García",
+        "Contact Jane Doe <jane.doe@example.com> today",
+        "Great: Flat 3, 12 High Street is ready. The Anh Nguyen file",
+        "Sure! Dr. Mehmet Öztürk will call",
     ];
     for mode in [Mode::Redact, Mode::Tokenize] {
         for text in texts {
@@ -374,5 +379,82 @@ fn corpus_texts_stream_as_they_mask_whole() {
         let (caller, record) = stream(sm, text.as_bytes(), &sizes, &raw, &want_caller, &want_record);
         assert_eq!(s(&record), want_record, "{text:?}");
         assert_eq!(s(&caller), want_caller, "{text:?}");
+    }
+}
+
+/// Random tool-call arguments: a JSON object whose member keys, string values (with escapes)
+/// and numbers mix the test values, a card number and ordinary words.
+fn random_arguments(rng: &mut Rng) -> String {
+    let mut obj = serde_json::Map::new();
+    for i in 0..1 + rng.below(5) {
+        let key = match rng.below(4) {
+            0 => EMAIL.to_owned(),
+            _ => format!("{}_{i}", WORDS[rng.below(WORDS.len())]),
+        };
+        let value = match rng.below(6) {
+            0 => j!(4_111_111_111_111_111_u64),
+            1 => j!(rng.below(1000)),
+            2 => j!([random_text(rng, false), -2.5e3, true, null]),
+            3 => j!({"inner": random_text(rng, false), "to": VALUES[rng.below(VALUES.len())].0}),
+            _ => j!(random_text(rng, false)),
+        };
+        obj.insert(key, value);
+    }
+    Value::Object(obj).to_string()
+}
+
+#[test]
+fn streamed_tool_call_arguments_mask_as_whole_arguments_do() {
+    let mut rng = Rng::new(0x5eed_00a5);
+    for case in 0..150 {
+        let mode = [Mode::Redact, Mode::Pseudonymize, Mode::Tokenize][case % 3];
+        let args = random_arguments(&mut rng);
+        // The same arguments in a whole response.
+        let whole = j!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
+        let out = exchange(mode).response(whole.to_string().as_bytes()).unwrap();
+        let of = |b: &[u8]| {
+            json(b)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned()
+        };
+        let (want_caller, want_record) = (of(&out.caller), of(&out.record));
+        // Masked arguments are still JSON, with the same keys.
+        let parsed: Value = serde_json::from_str(&want_record).unwrap();
+        let source: Value = serde_json::from_str(&args).unwrap();
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&parsed), keys(&source), "case {case}");
+        assert!(!want_record.contains("4111111111111111"), "case {case}: {want_record}");
+
+        let mut events = vec![j!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}}]})];
+        let max = [1, 3, 12][rng.below(3)];
+        for p in split(&args, &mut rng, max) {
+            events.push(
+                j!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}}]}),
+            );
+        }
+        events.push(j!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}));
+        events.push(j!("[DONE]"));
+        let input = sse(&events);
+        let text_of = |b: &[u8]| {
+            let mut t = String::new();
+            for d in super::streams::sse_data(b) {
+                if d != "[DONE]"
+                    && let Some(a) =
+                        json(d.as_bytes())["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+                {
+                    t.push_str(a);
+                }
+            }
+            t.into_bytes()
+        };
+        for sizes in chunkings(input.as_bytes(), &mut rng) {
+            let sm = exchange(mode).stream(Framing::Sse);
+            let (caller, record) = stream(sm, input.as_bytes(), &sizes, &text_of, &want_caller, &want_record);
+            assert_eq!(s(&text_of(&record)), want_record, "case {case}, args {args}");
+            assert_eq!(s(&text_of(&caller)), want_caller, "case {case}, args {args}");
+            // What the caller gets is JSON with the same keys too (tokenize restores values).
+            let caller_args: Value = serde_json::from_str(&want_caller).unwrap();
+            assert_eq!(keys(&caller_args), keys(&source), "case {case}");
+        }
     }
 }

@@ -288,3 +288,34 @@ fn directions() {
     assert_eq!(s(&out.caller), format!("{{\"response\":\"{EMAIL} {AWS}\"}}"));
     assert_eq!(s(&out.record), r#"{"response":"<EMAIL_1> <SECRET_AWS_ACCESS_KEY_1>"}"#);
 }
+
+#[test]
+fn numbers_in_tool_call_arguments_are_masked_as_strings() {
+    const CARD: u64 = 4_111_111_111_111_111;
+    let args = format!(r#"{{"card": {CARD}, "qty": 3, "to": "{EMAIL}", "{EMAIL}": 12.5}}"#);
+    let resp = j!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "pay", "arguments": args}}]}}]});
+    let out = masker(Mode::Redact).response(resp.to_string().as_bytes()).unwrap();
+    let record = json(&out.record)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Member keys are the tool's schema and stay; a masked number becomes a string.
+    assert_eq!(record, r#"{"card": "[CREDIT_CARD]", "qty": 3, "to": "[EMAIL]", "zq.k9x@example.com": 12.5}"#);
+
+    // Under tokenize, the caller gets the number back as a number.
+    let mut m = masker(Mode::Tokenize);
+    let request = j!({"messages": [{"role": "user", "content": format!("pay with {CARD}")}]});
+    let sent = req(&mut m, &request);
+    assert_eq!(sent["messages"][0]["content"], "pay with <CREDIT_CARD_1>");
+    let out = m.response(resp.to_string().as_bytes()).unwrap();
+    let args_of = |b: &[u8]| {
+        let a = json(b)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned();
+        json(a.as_bytes())
+    };
+    assert_eq!(args_of(&out.record)["card"], "<CREDIT_CARD_1>");
+    assert_eq!(args_of(&out.caller)["card"], CARD);
+    // Outside tool-call arguments, numbers are parameters and pass untouched.
+    let body = j!({"model": "m", "seed": CARD, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(masker(Mode::Redact).request(body.to_string().as_bytes()).unwrap(), body.to_string().as_bytes());
+}

@@ -161,6 +161,34 @@ fn tool_call_arguments_stream() {
 }
 
 #[test]
+fn tool_call_arguments_that_are_not_json_stream_as_text() {
+    let tc = |args: &str| j!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": args}}]}, "finish_reason": null}]});
+    // Valid at first (`{"to": "x"`), then not JSON: the rest is masked with the text hold-back.
+    let input = sse(&[
+        tc("{\"to\": \"x\", oops zq.k9"),
+        tc("x@example.com and 4111 1111"),
+        tc(" 1111 1111 end"),
+        j!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+    ]);
+    let bytes = input.as_bytes();
+    for size in [1, 7, bytes.len()] {
+        let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+        let chunks: Vec<&[u8]> = bytes.chunks(size).collect();
+        let (_, record) = run(&mut sm, &chunks);
+        assert_no_value(&record);
+        let mut args = String::new();
+        for d in sse_data(&record) {
+            if let Some(a) =
+                json(d.as_bytes())["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+            {
+                args.push_str(a);
+            }
+        }
+        assert_eq!(args, "{\"to\": \"x\", oops [EMAIL] and [CREDIT_CARD] end", "chunks of {size}");
+    }
+}
+
+#[test]
 fn ollama_ndjson() {
     let line = |c: &str, done: bool| {
         j!({"model": "llama3", "created_at": "t", "message": {"role": "assistant", "content": c}, "done": done})

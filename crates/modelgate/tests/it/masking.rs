@@ -1,6 +1,7 @@
 //! Masking through the real binary (issue 7): tokenize end-to-end (the model never sees a value,
 //! the caller gets every one back, streamed or not), redaction of a streamed answer with values
-//! split across events, the masked recording and counts, and fail-closed refusals.
+//! split across events, the masked recording and counts, fail-closed refusals, and the time to
+//! first token through masking.
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -36,6 +37,12 @@ groups = ["users"]
 actions = ["inference"]
 models = ["redact-*"]
 mask = "red"
+
+[[access]]
+id = "plain-chat"
+groups = ["users"]
+actions = ["inference"]
+models = ["plain-*"]
 
 [[access]]
 id = "masked-uploads"
@@ -161,4 +168,56 @@ async fn what_cannot_be_masked_is_refused_and_never_forwarded() {
         exchange_events(&data_dir(&gw), &rid).into_iter().find(|e| e["reason"] == "masking_failed")
     });
     assert_eq!(done["status_code"], 500);
+}
+
+/// Streams a chat answer of `say` (tokens cut at `|`, `delay_ms` apart) from `model`; returns
+/// when the first non-empty content arrived, from the request's start, and the whole text.
+async fn first_token(url: &str, model: &str, say: &str, delay_ms: u64) -> (std::time::Duration, String) {
+    let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let delay = delay_ms.to_string();
+    let t0 = std::time::Instant::now();
+    let res =
+        testkit::client::send(json_req("POST", url, &body, &[("x-mock-say", say), ("x-mock-delay-ms", &delay)])).await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let (mut raw, mut first) = (String::new(), None);
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame.unwrap().into_data() {
+            raw.push_str(&String::from_utf8_lossy(&d));
+            if first.is_none() && !sse_text(&raw).is_empty() {
+                first = Some(t0.elapsed());
+            }
+        }
+    }
+    (first.expect("no content arrived"), sse_text(&raw))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_token_that_ends_a_word_is_not_held_back() {
+    let (_mock, gw) = setup().await;
+    let url = format!("{}/v1/chat/completions", gw.data_url);
+    const DELAY: u64 = 600;
+    // The first token ends a word: masked, it goes out as soon as unmasked (both calls run at
+    // once, so load on the machine delays both alike).
+    let say = "Hello, |how are |you? ";
+    let (plain, masked) =
+        tokio::join!(first_token(&url, "plain-model", say, DELAY), first_token(&url, "redact-model", say, DELAY));
+    assert_eq!((plain.1.as_str(), masked.1.as_str()), ("Hello, how are you?", "Hello, how are you?"));
+    assert!(
+        masked.0 < plain.0 + std::time::Duration::from_millis(DELAY / 2),
+        "masked first token at {:?}, unmasked at {:?}",
+        masked.0,
+        plain.0
+    );
+    // A first token that stops inside a word is held until the next one shows where the word
+    // ends (it could still grow into an email address): one token later.
+    let say = "Hel|lo, |how are you? ";
+    let (plain, masked) =
+        tokio::join!(first_token(&url, "plain-model", say, DELAY), first_token(&url, "redact-model", say, DELAY));
+    assert!(
+        masked.0 > plain.0 + std::time::Duration::from_millis(DELAY / 2),
+        "masked first token at {:?}, unmasked at {:?}",
+        masked.0,
+        plain.0
+    );
 }

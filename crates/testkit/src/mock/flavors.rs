@@ -47,7 +47,7 @@ pub(crate) struct Ctx<'a> {
     force_whole: bool,
     id: u64,
     created: u64,
-    /// `x-mock-say`: the answer's text, streamed in 3-character tokens (so that values are split
+    /// `x-mock-say`: the answer's text, streamed in 3-character tokens, or cut at each `|` when it has one (so that values are split
     /// across events), instead of the canned words.
     say: Option<String>,
 }
@@ -112,6 +112,11 @@ impl<'a> Ctx<'a> {
             _ => (wanted, false),
         };
         if let Some(say) = &self.say {
+            // `|` marks the token boundaries exactly (`Hello, |how |are you`).
+            if say.contains('|') {
+                let toks = say.split('|').map(|t| std::borrow::Cow::Owned(t.to_owned())).collect();
+                return Gen { toks, length: false, prompt: prompt_tokens(&self.json) };
+            }
             let chars: Vec<char> = say.chars().collect();
             let toks = chars.chunks(3).map(|c| std::borrow::Cow::Owned(c.iter().collect::<String>())).collect();
             return Gen { toks, length: false, prompt: prompt_tokens(&self.json) };

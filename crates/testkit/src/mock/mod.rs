@@ -11,7 +11,8 @@
 //! - `x-mock-head-delay-ms: N` — wait N ms before sending the response head;
 //! - `x-mock-body-bytes: N` — non-streamed 200 whose JSON body is about N bytes;
 //! - `x-mock-echo: 1` — 200 with the exact request body and content-type;
-//! - `x-mock-say: TEXT` — the generated answer is TEXT, streamed in 3-character tokens.
+//! - `x-mock-say: TEXT` — the generated answer is TEXT, streamed in 3-character tokens, or in
+//!   the pieces between `|` when TEXT has one (`Hello, |how |are you?`).
 
 mod body;
 mod flavors;
