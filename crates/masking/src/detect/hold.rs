@@ -109,6 +109,17 @@ pub(super) fn hold_from(text: &[u8]) -> usize {
     while i > 0 && len - i < MAX_TOKEN && text.get(i - 1).is_some_and(|&b| !is_break(b)) {
         i -= 1;
     }
+    // A word and its comma, `!` or `?` (`Hello,`, `Sure!`) is finished: no value has one after
+    // letters (an email's local part has none), unless it is quoted after a key
+    // (`password="Hello,…`).
+    let tok = text.get(i..len).unwrap_or(&[]);
+    if let Some(word) = tok.strip_suffix(b",").or_else(|| tok.strip_suffix(b"!")).or_else(|| tok.strip_suffix(b"?"))
+        && !word.is_empty()
+        && word.iter().all(u8::is_ascii_alphabetic)
+        && context_start(text, i) == i
+    {
+        i = len;
+    }
     if i < len {
         hold = i;
     }
@@ -238,12 +249,14 @@ mod tests {
         assert_eq!(held("chemin de "), "chemin de ");
         assert_eq!(held("the day "), "");
         // An answer's first word goes out once it is finished, unless a value may start with it.
-        for done in ["Hello, ", "Sure! ", "The ", "Here ", "Thanks, ", "Great question: "] {
+        for done in ["Hello, ", "Sure! ", "The ", "Here ", "Thanks, ", "Great question: ", "Hello,", "Sure!", "Why?"] {
             assert_eq!(held(done), "", "{done:?}");
         }
-        for open in ["Dr. ", "Mr ", "Maria ", "Via ", "Avenue ", "Smith, ", "12 Park ", "Kwame "] {
+        for open in ["Dr. ", "Mr ", "Maria ", "Via ", "Avenue ", "Smith, ", "12 Park ", "Kwame ", "Maria,", "Hello"] {
             assert_eq!(held(open), open, "{open:?}");
         }
+        assert_eq!(held(r#"password="Hello,"#), r#"password="Hello,"#);
+        assert_eq!(held("at 4111,"), "4111,");
         assert_eq!(held(r#"api_key=""#), r#"api_key=""#);
         assert_eq!(held(r#"{"api_key": "q_oDx"#), r#""api_key": "q_oDx"#);
         assert_eq!(held(r#"{"name": "stephen go"#), r#""name": "stephen go"#);

@@ -300,6 +300,7 @@ fn names_and_particles_stream_as_they_mask_whole_at_every_cut() {
         "Contact Jane Doe <jane.doe@example.com> today",
         "Great: Flat 3, 12 High Street is ready. The Anh Nguyen file",
         "Sure! Dr. Mehmet Öztürk will call",
+        "Hello,Maria García, password=\"Hello,Xq7vR2mK9pL4wZ8n\" sent to hello,world@example.com",
     ];
     for mode in [Mode::Redact, Mode::Tokenize] {
         for text in texts {
