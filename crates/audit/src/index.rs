@@ -18,6 +18,7 @@
 //! bytes it returns. A missing, damaged or outdated `search.db` is rebuilt from `events` and
 //! `content`; `modelgate audit reindex` rebuilds on demand.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -88,6 +89,28 @@ pub fn tag(kind: char, value: &str) -> String {
     h.update(value.as_bytes());
     let d = h.finalize();
     format!("zq{kind}{}", hex(&d[..8]))
+}
+
+/// Tags computed before, per kind and value. The values repeat (a few subjects, groups, models,
+/// actions, event types), and hashing them again for every event was a fifth of the indexer's
+/// time.
+#[derive(Debug, Default)]
+struct TagCache(HashMap<char, HashMap<String, String>>);
+
+impl TagCache {
+    /// Most values kept per kind before the cache starts over.
+    const MAX: usize = 4096;
+
+    fn get(&mut self, kind: char, value: &str) -> &str {
+        let m = self.0.entry(kind).or_default();
+        if !m.contains_key(value) {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(value.to_owned(), tag(kind, value));
+        }
+        m.get(value).map_or("", String::as_str)
+    }
 }
 
 /// Tag kinds.
@@ -165,6 +188,7 @@ pub struct Index {
     path: PathBuf,
     events: Store,
     replaced: u64,
+    tags: TagCache,
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
@@ -284,7 +308,7 @@ impl Index {
             }
             Err(e) => return Err(sql(&path)(e)),
         };
-        Ok(Index { conn, path, events, replaced: 0 })
+        Ok(Index { conn, path, events, replaced: 0, tags: TagCache::default() })
     }
 
     /// The index file.
@@ -428,7 +452,7 @@ impl Index {
                             m.skew = m.skew.max(m.tmax - t);
                             m.tmax = m.tmax.max(t);
                         }
-                        document(&e, &mut content, &mut text);
+                        document(&e, &mut content, &mut self.tags, &mut text);
                     }
                     Err(e) => tracing::warn!(seq, "search index: the stored event is not readable ({e})"),
                 }
@@ -522,43 +546,47 @@ struct DocContent {
 }
 
 /// The text indexed for one event: its tags, key fields, and the text of its recorded bodies.
-fn document(e: &Doc, content: &mut rusqlite::CachedStatement<'_>, out: &mut String) {
-    let mut tags: Vec<String> = Vec::with_capacity(12);
+fn document(e: &Doc, content: &mut rusqlite::CachedStatement<'_>, cache: &mut TagCache, out: &mut String) {
+    let mut tags = String::with_capacity(256);
+    let mut push_tag = |kind: char, value: &str| {
+        tags.push(' ');
+        tags.push_str(cache.get(kind, value));
+    };
     let model = model_of(
         e.gen_ai.as_ref().and_then(|g| g.request_model.as_deref()),
         e.resource.as_ref().map(|r| (r.kind.as_str(), r.id.as_deref())),
     );
     if let Some(a) = &e.actor {
         if let Some(s) = &a.subject {
-            tags.push(tag(kind::SUBJECT, s));
+            push_tag(kind::SUBJECT, s);
             push_text(out, s);
         }
         for g in &a.groups {
-            tags.push(tag(kind::GROUP, g));
+            push_tag(kind::GROUP, g);
         }
         if let Some(d) = &a.display {
             push_text(out, d);
         }
     }
     if let Some(m) = model {
-        tags.push(tag(kind::MODEL, m));
+        push_tag(kind::MODEL, m);
         push_text(out, m);
     }
     if let Some(a) = &e.action {
-        tags.push(tag(kind::ACTION, a));
-        tags.push(tag(kind::ACTION_FAMILY, family(a)));
+        push_tag(kind::ACTION, a);
+        push_tag(kind::ACTION_FAMILY, family(a));
         push_text(out, a);
     }
-    tags.push(tag(kind::EVENT_TYPE, &e.event_type));
-    tags.push(tag(kind::EVENT_FAMILY, family(&e.event_type)));
+    push_tag(kind::EVENT_TYPE, &e.event_type);
+    push_tag(kind::EVENT_FAMILY, family(&e.event_type));
     push_text(out, &e.event_type);
-    tags.push(tag(kind::OUTCOME, e.outcome.as_str()));
+    push_tag(kind::OUTCOME, e.outcome.as_str());
     if let Some(p) = &e.policy {
-        tags.push(tag(kind::DECISION, &p.decision));
+        push_tag(kind::DECISION, &p.decision);
     }
     if let Some(m) = &e.masking {
         for t in masking_types(m) {
-            tags.push(tag(kind::MASKING, &t));
+            push_tag(kind::MASKING, &t);
         }
     }
     if let Some(r) = &e.resource
@@ -579,10 +607,7 @@ fn document(e: &Doc, content: &mut rusqlite::CachedStatement<'_>, out: &mut Stri
             }
         });
     }
-    for t in &tags {
-        out.push(' ');
-        out.push_str(t);
-    }
+    out.push_str(&tags);
     out.push('\n');
     if let Some(c) = &e.content {
         for (reference, input) in [(&c.input_ref, true), (&c.output_ref, false)] {
