@@ -8,6 +8,7 @@
 //! - German and Dutch: `Weißstraße 9`, `Hans-Gerd-Schmiedecke-Platz 9/5`, `Jaysonstraat 181`
 //!   (a compound ending in a street word, a house number required).
 
+use super::dict::is_english;
 use super::names::{Word, next_word, read_word, word_str};
 use super::scanner::Out;
 use super::{Entity, Found};
@@ -627,7 +628,8 @@ fn compound(body: &[u8], w: Word, l: &str) -> Option<usize> {
     let mut end = w.end;
     let mut ok = false;
     for suf in COMPOUND_SUFFIXES {
-        if l.len() > suf.len() + 1 && l.ends_with(suf) {
+        // An English word is no street (`During 2023`, `Engineering 101`).
+        if l.len() > suf.len() + 1 && l.ends_with(suf) && !is_english(l) {
             // `Str.` only abbreviated with its dot.
             if *suf == "str" {
                 if !w.dot {
@@ -640,6 +642,11 @@ fn compound(body: &[u8], w: Word, l: &str) -> Option<usize> {
         }
     }
     if !ok {
+        // `Berliner Straße`, `Hamburger Allee`: a name or an adjective in -er, not any English
+        // word (`During Ring 5`).
+        if is_english(l) && !l.ends_with("er") {
+            return None;
+        }
         let n = next_word(body, w.end)?;
         let nl = word_str(body, n);
         if !(n.cap

@@ -188,8 +188,9 @@ fn contains_joined(key: &[u8], word: &[u8]) -> bool {
     })
 }
 
-/// A credential value after the operator at `op` (`:` or `=`), when a credential key precedes it.
-pub(super) fn at_operator(body: &[u8], lo: usize, op: usize, triggers: &Triggers) -> Option<Found> {
+/// Where a credential value would start after the operator at `op` (`:` or `=`) and its
+/// opening quote, when a credential key precedes the operator.
+fn value_start(body: &[u8], op: usize) -> Option<(usize, Option<u8>)> {
     let next = body.get(op + 1).copied();
     let prev = op.checked_sub(1).and_then(|i| body.get(i)).copied();
     // Not `==`, `::`, `!=`, `<=`, `>=`.
@@ -235,6 +236,19 @@ pub(super) fn at_operator(body: &[u8], lo: usize, op: usize, triggers: &Triggers
             break;
         }
     }
+    Some((v, quote))
+}
+
+/// Whether a credential value would start at `v`: a credential key, its operator, then what
+/// [`at_operator`] skips (spaces, a quote, a scheme word such as `Bearer `) end right there.
+pub(super) fn value_starts_at(body: &[u8], v: usize) -> bool {
+    (v.saturating_sub(24)..v)
+        .any(|op| matches!(body.get(op), Some(b':' | b'=')) && value_start(body, op).is_some_and(|(s, _)| s == v))
+}
+
+/// A credential value after the operator at `op` (`:` or `=`), when a credential key precedes it.
+pub(super) fn at_operator(body: &[u8], lo: usize, op: usize, triggers: &Triggers) -> Option<Found> {
+    let (v, quote) = value_start(body, op)?;
     if v < lo {
         return None;
     }

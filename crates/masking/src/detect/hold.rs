@@ -97,7 +97,12 @@ fn opens_nothing(tok: &[u8]) -> bool {
     }
     let l = lower(t);
     let s = l.as_str();
-    is_english(s) && !is_first(s) && !super::names::TITLES.contains(&s) && !super::address::starts_street(s)
+    // `Hamburger Straße 5`: a German street may start with an adjective in -er.
+    is_english(s)
+        && !s.ends_with("er")
+        && !is_first(s)
+        && !super::names::TITLES.contains(&s)
+        && !super::address::starts_street(s)
 }
 
 /// See [`super::hold_from`].
@@ -110,13 +115,14 @@ pub(super) fn hold_from(text: &[u8]) -> usize {
         i -= 1;
     }
     // A word and its comma, `!` or `?` (`Hello,`, `Sure!`) is finished: no value has one after
-    // letters (an email's local part has none), unless it is quoted after a key
-    // (`password="Hello,…`).
+    // letters (an email's local part has none), unless it is a credential's value after its key
+    // (`password="Hello,…`, `Authorization: Bearer Hello!…`) or a name's after a name key.
     let tok = text.get(i..len).unwrap_or(&[]);
     if let Some(word) = tok.strip_suffix(b",").or_else(|| tok.strip_suffix(b"!")).or_else(|| tok.strip_suffix(b"?"))
         && !word.is_empty()
         && word.iter().all(u8::is_ascii_alphabetic)
         && context_start(text, i) == i
+        && !super::generic::value_starts_at(text, i)
     {
         i = len;
     }
@@ -249,7 +255,9 @@ mod tests {
         assert_eq!(held("chemin de "), "chemin de ");
         assert_eq!(held("the day "), "");
         // An answer's first word goes out once it is finished, unless a value may start with it.
-        for done in ["Hello, ", "Sure! ", "The ", "Here ", "Thanks, ", "Great question: ", "Hello,", "Sure!", "Why?"] {
+        for done in
+            ["Hello, ", "Sure! ", "The ", "Here ", "Thanks, ", "Great question: ", "Hello,", "Sure!", "Why?", "During "]
+        {
             assert_eq!(held(done), "", "{done:?}");
         }
         for open in ["Dr. ", "Mr ", "Maria ", "Via ", "Avenue ", "Smith, ", "12 Park ", "Kwame ", "Maria,", "Hello"] {
@@ -257,6 +265,12 @@ mod tests {
         }
         assert_eq!(held(r#"password="Hello,"#), r#"password="Hello,"#);
         assert_eq!(held("at 4111,"), "4111,");
+        // A credential's value after its key, as the generic detector reads it, stays held.
+        assert!(held("Authorization: Bearer Hello!").ends_with("Bearer Hello!"));
+        assert!(held(r#"password:   \"Hello,"#).ends_with("Hello,"));
+        for open in ["Hamburger ", "Frankfurter "] {
+            assert_eq!(held(open), open, "{open:?}");
+        }
         assert_eq!(held(r#"api_key=""#), r#"api_key=""#);
         assert_eq!(held(r#"{"api_key": "q_oDx"#), r#""api_key": "q_oDx"#);
         assert_eq!(held(r#"{"name": "stephen go"#), r#""name": "stephen go"#);

@@ -43,7 +43,7 @@ pub(super) fn mask(eng: &mut Engine, dir: Dir, side: Side, body: &[u8], s: &mut 
     if json::looks_like_json(body) {
         let mut doc = std::mem::take(&mut s.doc);
         let parsed = json::parse(body, false, dir == Dir::Response, &mut doc);
-        let out = parsed.map_err(|e| json_error(e, dir)).map(|()| mask_doc(eng, dir, side, body, &doc, s));
+        let out = parsed.map_err(|e| json_error(e, dir)).map(|()| mask_doc(eng, dir, side, body, &doc, false, s));
         s.doc = doc;
         let (a, b) = out?;
         Ok(finish(side, body, a, b))
@@ -78,7 +78,33 @@ pub(super) fn mask_text(
     ta: &mut Vec<u8>,
     tb: &mut Vec<u8>,
 ) -> Changed {
+    mask_text_with(eng, dir, side, text, &[], found, ta, tb)
+}
+
+/// [`mask_text`], with `extra` matches (found by reading around the text) added where they
+/// overlap none of the text's own.
+#[allow(clippy::too_many_arguments)]
+fn mask_text_with(
+    eng: &mut Engine,
+    dir: Dir,
+    side: Side,
+    text: &[u8],
+    extra: &[Found],
+    found: &mut Vec<Found>,
+    ta: &mut Vec<u8>,
+    tb: &mut Vec<u8>,
+) -> Changed {
     eng.scan(text, found);
+    let own = found.len();
+    for f in extra {
+        let overlaps = found.get(..own).unwrap_or(&[]).iter().any(|g| g.start < f.end && f.start < g.end);
+        if !overlaps && f.end <= text.len() {
+            found.push(*f);
+        }
+    }
+    if found.len() > own {
+        found.sort_by_key(|f| f.start);
+    }
     let restore = matches!(side, Side::Restore { .. }) && eng.restores();
     if found.is_empty() && !(restore && memchr::memchr(b'<', text).is_some()) {
         return Changed::default();
@@ -141,15 +167,22 @@ pub(super) fn blank_bytes(kind: BlankKind) -> &'static [u8] {
     }
 }
 
-/// Masks a parsed document; returns the changed outputs (`None`: unchanged).
+/// Masks a parsed document; returns the changed outputs (`None`: unchanged). With `keyed` (tool-call
+/// arguments), a value is also masked where the detector, reading the whole document, finds a
+/// value by its key (`"password": "…"`, `"name": "john smith"`), which the value alone does not show.
 fn mask_doc(
     eng: &mut Engine,
     dir: Dir,
     side: Side,
     body: &[u8],
     doc: &Doc,
+    keyed: bool,
     s: &mut Scratch,
 ) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let mut by_key = Vec::new();
+    if keyed {
+        eng.scan(body, &mut by_key);
+    }
     let (mut sa, mut sb) = (Splice::new(), Splice::new());
     let a_live = matches!(side, Side::Restore { .. });
     let a_blanks = matches!(side, Side::Restore { mask: true });
@@ -171,10 +204,17 @@ fn mask_doc(
         };
         let text_ref: &[u8] = if site.escaped { &text } else { raw };
         let args = matches!(site.class, Class::Arguments | Class::Delta { args: true });
+        // Matches of the whole document inside this value (same offsets when it has no escapes).
+        let inside = |f: &&Found| !site.escaped && !site.number && f.start > site.start && f.end < site.end;
+        let extra: Vec<Found> = by_key
+            .iter()
+            .filter(inside)
+            .map(|f| Found { entity: f.entity, start: f.start - site.start - 1, end: f.end - site.start - 1 })
+            .collect();
         let ch = if args {
             mask_arguments(eng, dir, side, text_ref, s)
         } else {
-            mask_text(eng, dir, side, text_ref, &mut s.found, &mut s.ta, &mut s.tb)
+            mask_text_with(eng, dir, side, text_ref, &extra, &mut s.found, &mut s.ta, &mut s.tb)
         };
         if ch.b {
             sb.string(body, site.start, site.end, &s.tb);
@@ -203,7 +243,7 @@ pub(super) fn mask_arguments(eng: &mut Engine, dir: Dir, side: Side, text: &[u8]
         let mut inner = Doc::default();
         if json::parse(text, true, false, &mut inner).is_ok() {
             let mut inner_scratch = Scratch::default();
-            let (a, b) = mask_doc(eng, dir, side, text, &inner, &mut inner_scratch);
+            let (a, b) = mask_doc(eng, dir, side, text, &inner, true, &mut inner_scratch);
             let ch = Changed { a: a.is_some(), b: b.is_some() };
             if let Some(b) = b {
                 s.tb = b;

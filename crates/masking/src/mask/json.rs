@@ -113,6 +113,8 @@ pub(super) struct Doc {
     pub blanks: Vec<Blank>,
     /// Containers that carry an end marker (`finish_reason`, `done: true`, …).
     pub ends: Vec<u32>,
+    /// The span of the root object's `type` value.
+    root_type: Option<(usize, usize)>,
 }
 
 impl Doc {
@@ -121,6 +123,7 @@ impl Doc {
         self.sites.clear();
         self.blanks.clear();
         self.ends.clear();
+        self.root_type = None;
     }
 }
 
@@ -247,7 +250,19 @@ pub(super) fn parse(body: &[u8], all: bool, response: bool, doc: &mut Doc) -> Re
     };
     p.value(ctx, 0, None)?;
     p.ws();
-    if p.i == body.len() { Ok(()) } else { Err(JsonError::Syntax) }
+    if p.i != body.len() {
+        return Err(JsonError::Syntax);
+    }
+    // The Responses API streams tool-call arguments as a root `delta` of its own event type.
+    let args_event = br#""response.function_call_arguments.delta""#;
+    if doc.root_type.and_then(|(a, b)| body.get(a..b)) == Some(&args_event[..]) {
+        for site in &mut doc.sites {
+            if site.node == 0 && body.get(site.key.0..site.key.1) == Some(b"delta") {
+                site.class = Class::Delta { args: true };
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `body` is to be treated as JSON: its first non-whitespace byte opens an object or array.
@@ -414,6 +429,9 @@ impl Parser<'_> {
             K::FinishReason | K::GeneratedText => value.first() == Some(&b'"') && value.len() > 2,
             K::Done | K::Stop => value == b"true",
             K::Type => {
+                if node == 0 {
+                    self.doc.root_type = Some((value_start, self.i));
+                }
                 let v = value.strip_suffix(b"\"").unwrap_or(value);
                 v.ends_with(b".done") || v.ends_with(b".completed") || v.ends_with(b"_stop")
             }

@@ -41,8 +41,9 @@
 //!    inside is masked (no structural keys there: the tool defines them; member keys are kept),
 //!    and so is every number (a card or phone number written without quotes; a masked number
 //!    becomes a string), then re-encoded; arguments that do not parse are masked as text.
-//!    Streamed arguments are read token by token and each value is masked whole in the same
-//!    way, so they come out as whole arguments do.
+//!    Streamed arguments are held until the call ends and then masked as whole arguments, so
+//!    they come out the same (a value's extent, its key, even whether the arguments are JSON,
+//!    is only known at their end).
 //! 5. Every other string is masked as text, whatever its key: message `content` (string or
 //!    parts), `prompt`, `input`/`inputs`, `system`, `suffix`, `text_input`/`text_output`, Ollama
 //!    `message.content`/`response`, TGI `generated_text`, KServe `data`, and keys no flavor
@@ -56,7 +57,6 @@
 //! concatenation with a hold-back, and the output depends only on the upstream's frames, not
 //! on how its bytes were split.
 
-mod args;
 mod body;
 mod engine;
 mod json;

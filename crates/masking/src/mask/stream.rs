@@ -21,7 +21,6 @@
 use bytes::Bytes;
 use protocols::Framing;
 
-use super::args::{self, ArgsLex, Tok};
 use super::body::{self, Scratch, blank_bytes};
 use super::engine::{Changed, Dir, Side, decimal, open_placeholder};
 use super::json::{self, Class, Doc};
@@ -75,8 +74,8 @@ struct Channel {
     live: bool,
     /// Frame number of the last frame that carried a field of this channel.
     seen: u64,
-    /// For tool-call arguments: the lexer that has them masked per value.
-    args: Option<ArgsLex>,
+    /// Tool-call arguments: held whole until the call ends, then masked as whole arguments.
+    args: bool,
 }
 
 impl Channel {
@@ -146,8 +145,6 @@ pub struct StreamMasker {
     found: Vec<Found>,
     data: Vec<u8>,
     dec: Vec<u8>,
-    /// Decoded text of one tool-call argument value.
-    value_dec: Vec<u8>,
     ta: Vec<u8>,
     tb: Vec<u8>,
     arena: Vec<u8>,
@@ -186,7 +183,6 @@ impl StreamMasker {
             found: Vec::new(),
             data: Vec::new(),
             dec: Vec::new(),
-            value_dec: Vec::new(),
             ta: Vec::new(),
             tb: Vec::new(),
             arena: Vec::new(),
@@ -525,9 +521,7 @@ impl StreamMasker {
                     let i = channel_of(&mut self.channels, keys.get(from..to).unwrap_or(&[]));
                     if let Some(c) = self.channels.get_mut(i) {
                         c.seen = self.frame_no;
-                        if args && c.args.is_none() && c.buf.is_empty() {
-                            c.args = Some(ArgsLex::default());
-                        }
+                        c.args |= args;
                     }
                     Some(i)
                 }
@@ -786,11 +780,8 @@ impl StreamMasker {
         if flush {
             c.live = false;
         }
-        if c.args.as_ref().is_some_and(|l| !l.failed) {
-            self.push_args(i, flush)?;
-            if self.channels.get(i).and_then(|c| c.args.as_ref()).is_some_and(|l| !l.failed) {
-                return Ok(());
-            }
+        if c.args {
+            return self.push_args(i, flush);
         }
         let Some(c) = self.channels.get_mut(i) else {
             return Err(MaskError::Inconsistent("a stream channel vanished"));
@@ -839,65 +830,25 @@ impl StreamMasker {
         Ok(())
     }
 
-    /// Releases the complete tokens of tool-call arguments held in channel `i`, each value
-    /// masked whole (as in whole arguments) and JSON-encoded again; appends to `self.ta`/`self.tb`.
-    /// Marks the lexer failed when the text is not JSON, or a token is held too long; what is
-    /// left is then for the text hold-back.
+    /// Tool-call arguments: held until the channel is flushed (the call ended), then masked as
+    /// whole arguments are ([`body::mask_arguments`]: per value, keys kept, valid JSON), into
+    /// `self.ta`/`self.tb`. A stream releases what it cannot take back, and a value's extent, the
+    /// key before it or even whether the arguments are JSON at all is only known at their end.
     fn push_args(&mut self, i: usize, flush: bool) -> Result<(), MaskError> {
         let two = self.two();
-        let side = self.side;
         let Some(c) = self.channels.get_mut(i) else {
             return Err(MaskError::Inconsistent("a stream channel vanished"));
         };
-        let Some(lex) = c.args.as_mut() else { return Ok(()) };
-        let eng = &mut self.masker.engine;
-        let (ta, tb, vdec) = (&mut self.ta, &mut self.tb, &mut self.value_dec);
-        let (sa, sb, found) = (&mut self.scratch.ta, &mut self.scratch.tb, &mut self.found);
-        let mut pos = c.cut;
-        while pos < c.buf.len() {
-            match lex.next(&c.buf, pos, flush) {
-                Tok::Keep(end) => {
-                    let t = c.buf.get(pos..end).unwrap_or(&[]);
-                    tb.extend_from_slice(t);
-                    if two {
-                        ta.extend_from_slice(t);
-                    }
-                    pos = end;
-                }
-                Tok::Value { end, number } => {
-                    let raw = c.buf.get(pos..end).unwrap_or(&[]);
-                    let inner = if number { raw } else { raw.get(1..raw.len().saturating_sub(1)).unwrap_or(&[]) };
-                    vdec.clear();
-                    json::decode(inner, vdec);
-                    let ch = body::mask_text(eng, Dir::Response, side, vdec, found, sa, sb);
-                    for (out, changed, text, live) in [(&mut *tb, ch.b, &*sb, false), (&mut *ta, ch.a, &*sa, true)] {
-                        if live && !two {
-                            continue;
-                        }
-                        // A number that comes out as it was stays a number.
-                        if changed && !(number && text.as_slice() == raw) {
-                            out.push(b'"');
-                            json::encode(text, out);
-                            out.push(b'"');
-                        } else {
-                            out.extend_from_slice(raw);
-                        }
-                    }
-                    pos = end;
-                }
-                Tok::Open => {
-                    if c.buf.len() - pos > args::MAX_HELD_TOKEN {
-                        lex.failed = true;
-                    }
-                    break;
-                }
-                Tok::Bad => {
-                    lex.failed = true;
-                    break;
-                }
-            }
+        if !flush {
+            return if c.buf.len() > MAX_FRAME { Err(MaskError::FrameTooLarge(MAX_FRAME)) } else { Ok(()) };
         }
-        c.cut = pos;
+        let text = c.buf.get(c.cut..).unwrap_or(&[]);
+        let ch = body::mask_arguments(&mut self.masker.engine, Dir::Response, self.side, text, &mut self.scratch);
+        self.tb.extend_from_slice(if ch.b { &self.scratch.tb } else { text });
+        if two {
+            self.ta.extend_from_slice(if ch.a { &self.scratch.ta } else { text });
+        }
+        c.cut = c.buf.len();
         c.trim();
         Ok(())
     }
@@ -974,7 +925,7 @@ fn channel_of(channels: &mut Vec<Channel>, key: &[u8]) -> usize {
         template: None,
         live: true,
         seen: 0,
-        args: None,
+        args: false,
     });
     channels.len() - 1
 }

@@ -386,3 +386,103 @@ fn inactive_plan_passes_through() {
     assert_eq!(s(&caller), input);
     assert_eq!(s(&record), input);
 }
+
+/// Streams tool-call `args` in these pieces (one SSE event each); returns the record's
+/// arguments text and the response counts.
+fn stream_args(pieces: &[&str]) -> (String, std::collections::BTreeMap<String, masking::Count>) {
+    let mut events = vec![j!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}}]})];
+    for p in pieces {
+        events.push(
+            j!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}}]}),
+        );
+    }
+    events.push(j!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}));
+    events.push(j!("[DONE]"));
+    let input = sse(&events);
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    let mut args = String::new();
+    for d in sse_data(&record) {
+        if d != "[DONE]"
+            && let Some(a) =
+                json(d.as_bytes())["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+        {
+            args.push_str(a);
+        }
+    }
+    (args, sm.counts().response)
+}
+
+/// Whole tool-call arguments masked in a whole response: the record's arguments and counts.
+fn whole_args(args: &str) -> (String, std::collections::BTreeMap<String, masking::Count>) {
+    let whole = j!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
+    let mut m = masker(Mode::Redact);
+    let out = m.response(whole.to_string().as_bytes()).unwrap();
+    let a = json(&out.record)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (a, m.counts().response)
+}
+
+#[test]
+fn streamed_tool_call_arguments_equal_whole_ones_however_split() {
+    let long =
+        format!(r#"{{"text": "{}", "card": 4111111111111111, "password": "Xq7vR2mK9pL4wZ8n"}}"#, "a ".repeat(40_000));
+    let cases = [
+        // Not JSON: masked as text, whole and streamed.
+        r#"{"card": 4111 1111 1111 1111}"#,
+        r#"{"phone": 415 555 0100}"#,
+        r#"{"password": "Xq7vR2mK9pL4wZ8n"}{"n": 4111111111111111}"#,
+        r#"{"n": 4111111111111111} trailing"#,
+        // A value known by its key.
+        r#"{"password": "Xq7vR2mK9pL4wZ8n"}"#,
+        r#"{"name": "john smith", "to": "Jane Doe <jane.doe@example.com>"}"#,
+        r#"{"s": "\ud83d\ude00 zq.k9x@example.com", "t": "\ud800"}"#,
+        long.as_str(),
+    ];
+    for a in cases {
+        let want = whole_args(a);
+        assert_ne!(want.0, a, "nothing masked in {a:.80}");
+        let chars: Vec<String> = a.chars().map(String::from).collect();
+        let chars: Vec<&str> = chars.iter().map(String::as_str).collect();
+        let kilo: Vec<&str> = a.as_bytes().chunks(1000).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        for pieces in [vec![a], chars, kilo] {
+            assert_eq!(stream_args(&pieces), want, "{a:.80} in {} pieces", pieces.len());
+        }
+    }
+    // Masked JSON arguments stay JSON.
+    serde_json::from_str::<Value>(&whole_args(&long).0).unwrap();
+    assert_eq!(whole_args(r#"{"password": "Xq7vR2mK9pL4wZ8n"}"#).0, r#"{"password": "[SECRET_GENERIC]"}"#);
+}
+
+#[test]
+fn responses_api_argument_deltas_are_tool_call_arguments() {
+    let ev = |kind: &str, v: Value| format!("event: {kind}\ndata: {v}\n\n");
+    let args = r#"{"card": 4111111111111111}"#;
+    let d = |p: &str| j!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": p});
+    let done =
+        j!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0, "arguments": args});
+    let input = [
+        ev("response.function_call_arguments.delta", d(&args[..12])),
+        ev("response.function_call_arguments.delta", d(&args[12..])),
+        ev("response.function_call_arguments.done", done),
+    ]
+    .concat();
+    let mut sm = masker(Mode::Redact).stream(Framing::Sse);
+    let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    let (mut deltas, mut whole) = (String::new(), String::new());
+    for d in sse_data(&record) {
+        let v = json(d.as_bytes());
+        if let Some(p) = v["delta"].as_str() {
+            deltas.push_str(p);
+        }
+        if let Some(a) = v["arguments"].as_str() {
+            whole.push_str(a);
+        }
+    }
+    assert_eq!(deltas, r#"{"card": "[CREDIT_CARD]"}"#);
+    assert_eq!(whole, deltas);
+}
