@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::MaskError;
-use super::engine::{Changed, Dir, Engine, Side};
+use super::engine::{Changed, Dir, Engine, InnerJson, Side};
 use super::json::{self, BlankKind, Class, Doc, JsonError};
 use crate::detect::Found;
 
@@ -42,8 +42,8 @@ fn json_error(e: JsonError, dir: Dir) -> MaskError {
 pub(super) fn mask(eng: &mut Engine, dir: Dir, side: Side, body: &[u8], s: &mut Scratch) -> Result<Out, MaskError> {
     if json::looks_like_json(body) {
         let mut doc = std::mem::take(&mut s.doc);
-        let parsed = json::parse(body, false, dir == Dir::Response, &mut doc);
-        let out = parsed.map_err(|e| json_error(e, dir)).map(|()| mask_doc(eng, dir, side, body, &doc, false, s));
+        let parsed = json::parse(body, dir == Dir::Response, &mut doc);
+        let out = parsed.map_err(|e| json_error(e, dir)).map(|()| mask_doc(eng, dir, side, body, &doc, s));
         s.doc = doc;
         let (a, b) = out?;
         Ok(finish(side, body, a, b))
@@ -78,40 +78,30 @@ pub(super) fn mask_text(
     ta: &mut Vec<u8>,
     tb: &mut Vec<u8>,
 ) -> Changed {
-    mask_text_with(eng, dir, side, text, &[], found, ta, tb)
+    mask_text_in(eng, dir, side, text, None, found, ta, tb)
 }
 
-/// [`mask_text`], with `extra` matches (found by reading around the text) added where they
-/// overlap none of the text's own.
+/// [`mask_text`] of a piece of a JSON document read from the state `inner` (advanced past it),
+/// when given: see [`Engine::apply`].
 #[allow(clippy::too_many_arguments)]
-fn mask_text_with(
+pub(super) fn mask_text_in(
     eng: &mut Engine,
     dir: Dir,
     side: Side,
     text: &[u8],
-    extra: &[Found],
+    inner: Option<&mut InnerJson>,
     found: &mut Vec<Found>,
     ta: &mut Vec<u8>,
     tb: &mut Vec<u8>,
 ) -> Changed {
     eng.scan(text, found);
-    let own = found.len();
-    for f in extra {
-        let overlaps = found.get(..own).unwrap_or(&[]).iter().any(|g| g.start < f.end && f.start < g.end);
-        if !overlaps && f.end <= text.len() {
-            found.push(*f);
-        }
-    }
-    if found.len() > own {
-        found.sort_by_key(|f| f.start);
-    }
     let restore = matches!(side, Side::Restore { .. }) && eng.restores();
     if found.is_empty() && !(restore && memchr::memchr(b'<', text).is_some()) {
         return Changed::default();
     }
     ta.clear();
     tb.clear();
-    eng.apply(dir, side, text, found, 0, ta, tb)
+    eng.apply(dir, side, text, found, 0, inner, ta, tb)
 }
 
 /// Writes edits into a copy of a source, copying what lies between them.
@@ -167,22 +157,15 @@ pub(super) fn blank_bytes(kind: BlankKind) -> &'static [u8] {
     }
 }
 
-/// Masks a parsed document; returns the changed outputs (`None`: unchanged). With `keyed` (tool-call
-/// arguments), a value is also masked where the detector, reading the whole document, finds a
-/// value by its key (`"password": "…"`, `"name": "john smith"`), which the value alone does not show.
+/// Masks a parsed document; returns the changed outputs (`None`: unchanged).
 fn mask_doc(
     eng: &mut Engine,
     dir: Dir,
     side: Side,
     body: &[u8],
     doc: &Doc,
-    keyed: bool,
     s: &mut Scratch,
 ) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    let mut by_key = Vec::new();
-    if keyed {
-        eng.scan(body, &mut by_key);
-    }
     let (mut sa, mut sb) = (Splice::new(), Splice::new());
     let a_live = matches!(side, Side::Restore { .. });
     let a_blanks = matches!(side, Side::Restore { mask: true });
@@ -204,24 +187,24 @@ fn mask_doc(
         };
         let text_ref: &[u8] = if site.escaped { &text } else { raw };
         let args = matches!(site.class, Class::Arguments | Class::Delta { args: true });
-        // Matches of the whole document inside this value (same offsets when it has no escapes).
-        let inside = |f: &&Found| !site.escaped && !site.number && f.start > site.start && f.end < site.end;
-        let extra: Vec<Found> = by_key
-            .iter()
-            .filter(inside)
-            .map(|f| Found { entity: f.entity, start: f.start - site.start - 1, end: f.end - site.start - 1 })
-            .collect();
         let ch = if args {
             mask_arguments(eng, dir, side, text_ref, s)
         } else {
-            mask_text_with(eng, dir, side, text_ref, &extra, &mut s.found, &mut s.ta, &mut s.tb)
+            mask_text(eng, dir, side, text_ref, &mut s.found, &mut s.ta, &mut s.tb)
+        };
+        // Arguments given as JSON (not in a string) come back as JSON.
+        let put = |sp: &mut Splice, out: &[u8]| {
+            if site.json {
+                sp.raw(body, site.start, site.end, out);
+            } else {
+                sp.string(body, site.start, site.end, out);
+            }
         };
         if ch.b {
-            sb.string(body, site.start, site.end, &s.tb);
+            put(&mut sb, &s.tb);
         }
-        // A number the caller gets back as it was stays a number.
-        if a_live && ch.a && !(site.number && s.ta == raw) {
-            sa.string(body, site.start, site.end, &s.ta);
+        if a_live && ch.a {
+            put(&mut sa, &s.ta);
         }
         if site.escaped {
             s.dec = text;
@@ -236,27 +219,13 @@ fn mask_doc(
     (sa.finish(body), sb.finish(body))
 }
 
-/// Tool-call arguments: a JSON document in a string, masked JSON-aware (every string value is
-/// text) when it parses, as text otherwise. Outputs in `s.ta`/`s.tb` as for [`mask_text`].
+/// Tool-call arguments: a JSON document in a string, masked as text over its JSON, so that a
+/// value is found with its key (`"password": "…"`) as in any text, and a stream of arguments
+/// masks exactly the same way ([`super::StreamMasker`]). A replacement outside a string of the
+/// document becomes a string (`{"card": 4111…}` → `{"card": "[CREDIT_CARD]"}`) and restored
+/// values are escaped, so JSON arguments stay JSON. Outputs in `s.ta`/`s.tb` as for [`mask_text`].
 pub(super) fn mask_arguments(eng: &mut Engine, dir: Dir, side: Side, text: &[u8], s: &mut Scratch) -> Changed {
-    if json::looks_like_json(text) {
-        let mut inner = Doc::default();
-        if json::parse(text, true, false, &mut inner).is_ok() {
-            let mut inner_scratch = Scratch::default();
-            let (a, b) = mask_doc(eng, dir, side, text, &inner, true, &mut inner_scratch);
-            let ch = Changed { a: a.is_some(), b: b.is_some() };
-            if let Some(b) = b {
-                s.tb = b;
-            }
-            if let Some(a) = a {
-                s.ta = a;
-            }
-            let mut ch = ch;
-            if side == Side::Same {
-                ch.a = ch.b;
-            }
-            return ch;
-        }
-    }
-    mask_text(eng, dir, side, text, &mut s.found, &mut s.ta, &mut s.tb)
+    let mut inner = InnerJson::default();
+    let inner = json::looks_like_json(text).then_some(&mut inner);
+    mask_text_in(eng, dir, side, text, inner, &mut s.found, &mut s.ta, &mut s.tb)
 }

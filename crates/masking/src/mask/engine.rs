@@ -134,6 +134,11 @@ impl Engine {
     /// Masks `text`, whose matches are `matches` (offsets relative to `base`, all inside
     /// `text`): appends the recorded form to `b` and, when `side` is [`Side::Restore`], the live
     /// form to `a`. Counts every match.
+    ///
+    /// With `inner` (the lexical state of a JSON document at the start of `text`, advanced past
+    /// it), `text` is a piece of a JSON document such as tool-call arguments: a replacement
+    /// outside a string becomes a string (`4111…` → `"[CREDIT_CARD]"`), and restored values are
+    /// JSON-escaped, so the document stays JSON.
     #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
@@ -142,11 +147,13 @@ impl Engine {
         text: &[u8],
         matches: &[Found],
         base: usize,
+        mut inner: Option<&mut InnerJson>,
         a: &mut Vec<u8>,
         b: &mut Vec<u8>,
     ) -> Changed {
         let mut changed = Changed::default();
         let restore = matches!(side, Side::Restore { .. });
+        let escape = inner.is_some();
         let mut last = 0;
         for m in matches {
             let (start, end) = (m.start - base, m.end - base);
@@ -154,17 +161,30 @@ impl Engine {
             let value = text.get(start..end).unwrap_or(&[]);
             b.extend_from_slice(seg);
             if restore {
-                changed.a |= self.restore_into(seg, a);
+                changed.a |= self.restore_into(seg, escape, a);
             }
+            let quote: &[u8] = match inner.as_deref_mut() {
+                Some(st) => {
+                    st.advance(seg);
+                    let q: &[u8] = if st.in_string { b"" } else { b"\"" };
+                    st.advance(value);
+                    q
+                }
+                None => b"",
+            };
             let on = self.enabled(m.entity);
             self.count(dir, m.entity, on);
             if on {
                 let restorable = self.replacement(dir, m.entity, value);
+                b.extend_from_slice(quote);
                 b.extend_from_slice(&self.rep);
+                b.extend_from_slice(quote);
                 changed.b = true;
                 if let Side::Restore { mask } = side {
                     if mask && !restorable {
+                        a.extend_from_slice(quote);
                         a.extend_from_slice(&self.rep);
+                        a.extend_from_slice(quote);
                         changed.a = true;
                     } else {
                         a.extend_from_slice(value);
@@ -180,8 +200,11 @@ impl Engine {
         }
         let seg = text.get(last..).unwrap_or(&[]);
         b.extend_from_slice(seg);
+        if let Some(st) = inner {
+            st.advance(seg);
+        }
         if restore {
-            changed.a |= self.restore_into(seg, a);
+            changed.a |= self.restore_into(seg, escape, a);
         }
         if side == Side::Same {
             changed.a = changed.b;
@@ -259,7 +282,7 @@ impl Engine {
 
     /// Appends `seg` to `out` with this exchange's restorable placeholders replaced by their
     /// values; returns whether any was.
-    pub fn restore_into(&self, seg: &[u8], out: &mut Vec<u8>) -> bool {
+    pub fn restore_into(&self, seg: &[u8], escape: bool, out: &mut Vec<u8>) -> bool {
         if self.tokens.is_empty() {
             out.extend_from_slice(seg);
             return false;
@@ -271,7 +294,11 @@ impl Engine {
             match seg.get(at..).and_then(|r| self.lookup(r)) {
                 Some((value, len)) => {
                     out.extend_from_slice(seg.get(from..at).unwrap_or(&[]));
-                    out.extend_from_slice(value);
+                    if escape {
+                        super::json::encode(value, out);
+                    } else {
+                        out.extend_from_slice(value);
+                    }
                     changed = true;
                     i = at + len;
                     from = i;
@@ -294,6 +321,30 @@ impl Engine {
     /// Whether restoration applies at all (some value of this exchange may be restored).
     pub fn restores(&self) -> bool {
         self.mode == Mode::Tokenize
+    }
+}
+
+/// Where a JSON document read piece by piece stands: inside a string or not (and after a
+/// backslash in one).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct InnerJson {
+    /// Inside a string.
+    pub in_string: bool,
+    escaped: bool,
+}
+
+impl InnerJson {
+    /// Moves past `bytes`.
+    pub fn advance(&mut self, bytes: &[u8]) {
+        for &c in bytes {
+            if self.escaped {
+                self.escaped = false;
+            } else if self.in_string && c == b'\\' {
+                self.escaped = true;
+            } else if c == b'"' {
+                self.in_string = !self.in_string;
+            }
+        }
     }
 }
 

@@ -51,15 +51,15 @@ pub(super) struct Site {
     pub node: u32,
     /// Its member key, raw, without quotes (empty for an array element).
     pub key: (usize, usize),
-    /// A number inside tool-call arguments rather than a string: its digits are masked as text,
-    /// and a masked number becomes a string.
-    pub number: bool,
+    /// Not a string but tool-call arguments given as an object or array (Ollama, Anthropic
+    /// `tool_use.input`): its JSON is masked as arguments in a string are, and stays JSON.
+    pub json: bool,
 }
 
 impl Site {
-    /// The raw bytes between the quotes (a number's whole span).
+    /// The raw bytes between the quotes (the whole JSON of a [`Site::json`] site).
     pub fn raw<'a>(&self, doc: &'a [u8]) -> &'a [u8] {
-        if self.number {
+        if self.json {
             return doc.get(self.start..self.end).unwrap_or(&[]);
         }
         doc.get(self.start + 1..self.end - 1).unwrap_or(&[])
@@ -226,15 +226,13 @@ struct Ctx {
     at_root: bool,
     /// Whether its container is an element of `choices`.
     in_choice: bool,
-    /// Inside tool-call arguments: every string is text.
-    all: bool,
     /// Whether this document is a response (token-level subtrees are blanked).
     response: bool,
 }
 
-/// Parses `body`, recording into `doc` (cleared first). `all` masks every string (tool-call
-/// arguments); `response` records the token-level subtrees a masked response drops.
-pub(super) fn parse(body: &[u8], all: bool, response: bool, doc: &mut Doc) -> Result<(), JsonError> {
+/// Parses `body`, recording into `doc` (cleared first). `response` records the token-level
+/// subtrees a masked response drops.
+pub(super) fn parse(body: &[u8], response: bool, doc: &mut Doc) -> Result<(), JsonError> {
     doc.clear();
     let mut p = Parser { b: body, i: 0, doc };
     p.ws();
@@ -245,7 +243,6 @@ pub(super) fn parse(body: &[u8], all: bool, response: bool, doc: &mut Doc) -> Re
         parent: K::Other,
         at_root: false,
         in_choice: false,
-        all,
         response,
     };
     p.value(ctx, 0, None)?;
@@ -253,9 +250,10 @@ pub(super) fn parse(body: &[u8], all: bool, response: bool, doc: &mut Doc) -> Re
     if p.i != body.len() {
         return Err(JsonError::Syntax);
     }
-    // The Responses API streams tool-call arguments as a root `delta` of its own event type.
-    let args_event = br#""response.function_call_arguments.delta""#;
-    if doc.root_type.and_then(|(a, b)| body.get(a..b)) == Some(&args_event[..]) {
+    // The Responses API streams tool-call arguments as a root `delta` of an event of their own
+    // (`response.function_call_arguments.delta`, `response.mcp_call_arguments.delta`).
+    let root_type = doc.root_type.and_then(|(a, b)| body.get(a..b)).unwrap_or(&[]);
+    if root_type.starts_with(b"\"response.") && root_type.ends_with(b"_arguments.delta\"") {
         for site in &mut doc.sites {
             if site.node == 0 && body.get(site.key.0..site.key.1) == Some(b"delta") {
                 site.class = Class::Delta { args: true };
@@ -274,6 +272,13 @@ struct Parser<'a> {
     b: &'a [u8],
     i: usize,
     doc: &'a mut Doc,
+}
+
+/// A member value and what was recorded inside it.
+struct Inside {
+    span: (usize, usize),
+    sites: std::ops::Range<usize>,
+    blanks: std::ops::Range<usize>,
 }
 
 /// How a value is placed in its container, for the node it may open.
@@ -322,7 +327,7 @@ impl Parser<'_> {
                 let (start, escaped) = (self.i, self.string()?);
                 if let Some(class) = site_class(&ctx) {
                     let site =
-                        Site { start, end: self.i, escaped, class, node: ctx.node, key: ctx.key_span, number: false };
+                        Site { start, end: self.i, escaped, class, node: ctx.node, key: ctx.key_span, json: false };
                     self.doc.sites.push(site);
                 }
                 Ok(())
@@ -330,18 +335,7 @@ impl Parser<'_> {
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                self.number()?;
-                // In tool-call arguments a number is data (a card or phone number the model
-                // wrote without quotes), masked like a string.
-                if ctx.all {
-                    let (node, key) = (ctx.node, ctx.key_span);
-                    let site = Site { start, end: self.i, escaped: false, class: Class::Text, node, key, number: true };
-                    self.doc.sites.push(site);
-                }
-                Ok(())
-            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(JsonError::Syntax),
         }
     }
@@ -365,15 +359,18 @@ impl Parser<'_> {
             return Ok(());
         }
         let in_choice = place.is_some_and(|p| p.in_array) && ctx.key == K::Choices;
+        // An Anthropic `tool_use` block, whose `input` holds the arguments: once the block's
+        // `type` is known (it may come after `input`), what was recorded inside `input` becomes one
+        // arguments site. (value span, sites and blanks recorded inside it)
+        let mut tool_use = false;
+        let mut input: Option<Inside> = None;
         loop {
             self.ws();
             let key_start = self.i + 1;
             let key_escaped = self.string()?;
             let key_span = (key_start, self.i - 1);
             let raw_key = self.b.get(key_span.0..key_span.1).unwrap_or(&[]);
-            let key = if ctx.all {
-                K::Other
-            } else if key_escaped {
+            let key = if key_escaped {
                 let mut decoded = Vec::with_capacity(raw_key.len());
                 decode(raw_key, &mut decoded);
                 classify_key(&decoded)
@@ -385,7 +382,23 @@ impl Parser<'_> {
             self.ws();
             let value_start = self.i;
             let child = Ctx { node, key, key_span, parent: ctx.key, at_root: place.is_none(), in_choice, ..ctx };
+            let json_value = matches!(self.peek(), Some(b'{' | b'['));
+            let args_object = json_value && key == K::Arguments;
+            let (sites0, blanks0) = (self.doc.sites.len(), self.doc.blanks.len());
             match key {
+                _ if args_object => {
+                    self.skip(depth + 1)?;
+                    let site = Site {
+                        start: value_start,
+                        end: self.i,
+                        escaped: false,
+                        class: Class::Arguments,
+                        node,
+                        key: key_span,
+                        json: true,
+                    };
+                    self.doc.sites.push(site);
+                }
                 K::Skip => self.skip(depth + 1)?,
                 K::TokenLevel(kind) if ctx.response && self.peek() != Some(b'n') => {
                     self.skip(depth + 1)?;
@@ -395,6 +408,15 @@ impl Parser<'_> {
                     let place = Place { key: key_span, pos: 0, in_array: false };
                     self.value(child, depth + 1, Some(place))?;
                     self.member_seen(node, key, value_start);
+                    tool_use |= key == K::Type && self.b.get(value_start..self.i) == Some(b"\"tool_use\"");
+                    if json_value && raw_key == b"input" && !child.at_root {
+                        let spans = (self.doc.sites.len(), self.doc.blanks.len());
+                        input = Some(Inside {
+                            span: (value_start, self.i),
+                            sites: sites0..spans.0,
+                            blanks: blanks0..spans.1,
+                        });
+                    }
                 }
             }
             self.ws();
@@ -402,6 +424,12 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
+                    if tool_use && let Some(Inside { span: (start, end), sites, blanks }) = input {
+                        let site =
+                            Site { start, end, escaped: false, class: Class::Arguments, node, key: (0, 0), json: true };
+                        self.doc.sites.splice(sites, [site]);
+                        self.doc.blanks.drain(blanks);
+                    }
                     return Ok(());
                 }
                 _ => return Err(JsonError::Syntax),
@@ -487,7 +515,6 @@ impl Parser<'_> {
             parent: K::Other,
             at_root: false,
             in_choice: false,
-            all: false,
             response: false,
         };
         let (nodes, sites, blanks, ends) =
@@ -584,9 +611,6 @@ impl Parser<'_> {
 
 /// Whether a string value in `ctx` is masked, and how.
 fn site_class(ctx: &Ctx) -> Option<Class> {
-    if ctx.all {
-        return Some(Class::Text);
-    }
     let in_message = matches!(ctx.parent, K::DeltaKey | K::Message) || ctx.at_root;
     let class = match ctx.key {
         K::Structural | K::Skip | K::TokenLevel(_) | K::FinishReason | K::Type | K::ItemId => return None,

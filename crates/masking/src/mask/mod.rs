@@ -37,13 +37,12 @@
 //! 3. In a masked response, *token-level* data is dropped, since it spells the answer token by
 //!    token where no value can be seen whole: `logprobs` becomes `null`; `tokens`, `prefill`,
 //!    `top_tokens` (TGI) and `context` (Ollama token ids) become `[]`.
-//! 4. Tool-call `arguments` (a JSON document in a string) are parsed and every string value
-//!    inside is masked (no structural keys there: the tool defines them; member keys are kept),
-//!    and so is every number (a card or phone number written without quotes; a masked number
-//!    becomes a string), then re-encoded; arguments that do not parse are masked as text.
-//!    Streamed arguments are held until the call ends and then masked as whole arguments, so
-//!    they come out the same (a value's extent, its key, even whether the arguments are JSON,
-//!    is only known at their end).
+//! 4. Tool-call arguments (`arguments` as a JSON document in a string, or as an object; Anthropic
+//!    `tool_use.input`) are data whatever their keys: they are masked as text over their JSON, so a
+//!    value is also found by its key (`"password": "…"`). When they are a JSON document, a
+//!    replacement outside its strings becomes a string (`4111…` → `"[CREDIT_CARD]"`) and restored
+//!    values are escaped, so they stay JSON. Streamed arguments are one text channel masked the
+//!    same way, so they come out as whole ones do.
 //! 5. Every other string is masked as text, whatever its key: message `content` (string or
 //!    parts), `prompt`, `input`/`inputs`, `system`, `suffix`, `text_input`/`text_output`, Ollama
 //!    `message.content`/`response`, TGI `generated_text`, KServe `data`, and keys no flavor

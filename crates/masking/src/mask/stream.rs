@@ -22,7 +22,7 @@ use bytes::Bytes;
 use protocols::Framing;
 
 use super::body::{self, Scratch, blank_bytes};
-use super::engine::{Changed, Dir, Side, decimal, open_placeholder};
+use super::engine::{Changed, Dir, InnerJson, Side, decimal, open_placeholder};
 use super::json::{self, Class, Doc};
 use super::{MaskError, Masked, Masker};
 use crate::detect::Found;
@@ -74,8 +74,13 @@ struct Channel {
     live: bool,
     /// Frame number of the last frame that carried a field of this channel.
     seen: u64,
-    /// Tool-call arguments: held whole until the call ends, then masked as whole arguments.
+    /// Tool-call arguments: masked as whole ones are ([`body::mask_arguments`]).
     args: bool,
+    /// For arguments that are a JSON document (decided at their first byte that is not
+    /// whitespace), where the released text stands in it.
+    inner: Option<InnerJson>,
+    /// Whether `inner` is decided.
+    shape_known: bool,
 }
 
 impl Channel {
@@ -120,6 +125,11 @@ enum EditKind {
         channel: Option<usize>,
     },
     Blank(&'static [u8]),
+    /// Tool-call arguments given as JSON: their masked JSON in the arena for each side.
+    Json {
+        a: Option<(usize, usize)>,
+        b: Option<(usize, usize)>,
+    },
 }
 
 /// The incremental masker of one streamed response. Owns the exchange's [`Masker`] (moved in by
@@ -473,7 +483,7 @@ impl StreamMasker {
         b: &mut Vec<u8>,
     ) -> Result<(), MaskError> {
         let mut doc = std::mem::take(&mut self.doc);
-        let r = json::parse(data, false, true, &mut doc).map_err(|_| MaskError::BadFrame);
+        let r = json::parse(data, true, &mut doc).map_err(|_| MaskError::BadFrame);
         let r = r.and_then(|()| self.json_doc(frame, data, &doc, last, a, b));
         self.doc = doc;
         r
@@ -585,13 +595,17 @@ impl StreamMasker {
                     (body::mask_text(eng, Dir::Response, side, text, &mut self.found, &mut self.ta, &mut self.tb), None)
                 }
             };
-            let b_span = changed.b.then(|| encode_into(&mut self.arena, &self.tb));
-            let a_span = (two && changed.a).then(|| encode_into(&mut self.arena, &self.ta));
-            self.edits.push(Edit {
-                start: site.start,
-                end: site.end,
-                what: EditKind::Str { a: a_span, b: b_span, channel },
-            });
+            let put = |arena: &mut Vec<u8>, out: &[u8]| {
+                if site.json { push_into(arena, out) } else { encode_into(arena, out) }
+            };
+            let b_span = changed.b.then(|| put(&mut self.arena, &self.tb));
+            let a_span = (two && changed.a).then(|| put(&mut self.arena, &self.ta));
+            let what = if site.json {
+                EditKind::Json { a: a_span, b: b_span }
+            } else {
+                EditKind::Str { a: a_span, b: b_span, channel }
+            };
+            self.edits.push(Edit { start: site.start, end: site.end, what });
         }
         self.dec = dec;
         for bl in blanks {
@@ -677,6 +691,15 @@ impl StreamMasker {
                         copied = e.end;
                         changed = true;
                     }
+                }
+                EditKind::Json { a, b } => {
+                    if let Some((f, t)) = if side_a { *a } else { *b } {
+                        out.extend_from_slice(self.arena.get(f..t).unwrap_or(&[]));
+                        copied = e.end;
+                        changed |= data.get(e.start..e.end) != self.arena.get(f..t);
+                    }
+                    // A site too: holes are numbered by site.
+                    site_no += 1;
                 }
                 EditKind::Str { a, b, channel } => {
                     let span = if side_a { *a } else { *b };
@@ -780,8 +803,12 @@ impl StreamMasker {
         if flush {
             c.live = false;
         }
-        if c.args {
-            return self.push_args(i, flush);
+        if c.args && !c.shape_known {
+            // Only whitespace was released before: the document starts in its default state.
+            if let Some(&b) = c.buf.iter().find(|b| !b.is_ascii_whitespace()) {
+                c.shape_known = true;
+                c.inner = matches!(b, b'{' | b'[').then(InnerJson::default);
+            }
         }
         let Some(c) = self.channels.get_mut(i) else {
             return Err(MaskError::Inconsistent("a stream channel vanished"));
@@ -824,31 +851,8 @@ impl StreamMasker {
             return Err(MaskError::Inconsistent("a match runs past the released text"));
         }
         let region = buf.get(cut..e).unwrap_or(&[]);
-        eng.apply(Dir::Response, self.side, region, matches, cut, &mut self.ta, &mut self.tb);
+        eng.apply(Dir::Response, self.side, region, matches, cut, c.inner.as_mut(), &mut self.ta, &mut self.tb);
         c.cut = e;
-        c.trim();
-        Ok(())
-    }
-
-    /// Tool-call arguments: held until the channel is flushed (the call ended), then masked as
-    /// whole arguments are ([`body::mask_arguments`]: per value, keys kept, valid JSON), into
-    /// `self.ta`/`self.tb`. A stream releases what it cannot take back, and a value's extent, the
-    /// key before it or even whether the arguments are JSON at all is only known at their end.
-    fn push_args(&mut self, i: usize, flush: bool) -> Result<(), MaskError> {
-        let two = self.two();
-        let Some(c) = self.channels.get_mut(i) else {
-            return Err(MaskError::Inconsistent("a stream channel vanished"));
-        };
-        if !flush {
-            return if c.buf.len() > MAX_FRAME { Err(MaskError::FrameTooLarge(MAX_FRAME)) } else { Ok(()) };
-        }
-        let text = c.buf.get(c.cut..).unwrap_or(&[]);
-        let ch = body::mask_arguments(&mut self.masker.engine, Dir::Response, self.side, text, &mut self.scratch);
-        self.tb.extend_from_slice(if ch.b { &self.scratch.tb } else { text });
-        if two {
-            self.ta.extend_from_slice(if ch.a { &self.scratch.ta } else { text });
-        }
-        c.cut = c.buf.len();
         c.trim();
         Ok(())
     }
@@ -926,8 +930,17 @@ fn channel_of(channels: &mut Vec<Channel>, key: &[u8]) -> usize {
         live: true,
         seen: 0,
         args: false,
+        inner: None,
+        shape_known: false,
     });
     channels.len() - 1
+}
+
+/// Appends `bytes` as they are to the arena; returns their span.
+fn push_into(arena: &mut Vec<u8>, bytes: &[u8]) -> (usize, usize) {
+    let from = arena.len();
+    arena.extend_from_slice(bytes);
+    (from, arena.len())
 }
 
 /// Appends `text` JSON-encoded to the arena; returns its span.

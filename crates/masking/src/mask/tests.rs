@@ -5,7 +5,7 @@ use super::json::{self, Class, Doc, JsonError};
 
 fn sites(body: &str, response: bool) -> Vec<(String, Class)> {
     let mut doc = Doc::default();
-    json::parse(body.as_bytes(), false, response, &mut doc).unwrap();
+    json::parse(body.as_bytes(), response, &mut doc).unwrap();
     doc.sites
         .iter()
         .map(|s| {
@@ -60,13 +60,13 @@ fn token_level_data_is_blanked_in_responses_only() {
     let body =
         r#"{"choices":[{"text":"t","logprobs":{"tokens":["a"]}}],"details":{"tokens":[{"text":"x"}]},"context":[1,2]}"#;
     let mut doc = Doc::default();
-    json::parse(body.as_bytes(), false, true, &mut doc).unwrap();
+    json::parse(body.as_bytes(), true, &mut doc).unwrap();
     let blanks: Vec<&str> = doc.blanks.iter().map(|b| &body[b.start..b.end]).collect();
     assert_eq!(blanks, [r#"{"tokens":["a"]}"#, r#"[{"text":"x"}]"#, "[1,2]"]);
-    json::parse(body.as_bytes(), false, false, &mut doc).unwrap();
+    json::parse(body.as_bytes(), false, &mut doc).unwrap();
     assert!(doc.blanks.is_empty());
     // An already-null logprobs is left alone.
-    json::parse(br#"{"logprobs":null}"#, false, true, &mut doc).unwrap();
+    json::parse(br#"{"logprobs":null}"#, true, &mut doc).unwrap();
     assert!(doc.blanks.is_empty());
 }
 
@@ -97,7 +97,7 @@ fn stream_classes() {
 fn end_markers() {
     let ends = |body: &str| {
         let mut doc = Doc::default();
-        json::parse(body.as_bytes(), false, true, &mut doc).unwrap();
+        json::parse(body.as_bytes(), true, &mut doc).unwrap();
         doc.ends.len()
     };
     assert_eq!(ends(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#), 1);
@@ -130,14 +130,14 @@ fn invalid_documents() {
         r#"{"a":1,}"#,
         "[\"unterminated]",
     ] {
-        assert_eq!(json::parse(bad.as_bytes(), false, false, &mut doc), Err(JsonError::Syntax), "{bad:?}");
+        assert_eq!(json::parse(bad.as_bytes(), false, &mut doc), Err(JsonError::Syntax), "{bad:?}");
     }
     let deep = "[".repeat(200) + &"]".repeat(200);
-    assert_eq!(json::parse(deep.as_bytes(), false, false, &mut doc), Err(JsonError::TooDeep));
+    assert_eq!(json::parse(deep.as_bytes(), false, &mut doc), Err(JsonError::TooDeep));
     let deep = "{\"a\":".repeat(200) + "1" + &"}".repeat(200);
-    assert_eq!(json::parse(deep.as_bytes(), false, false, &mut doc), Err(JsonError::TooDeep));
+    assert_eq!(json::parse(deep.as_bytes(), false, &mut doc), Err(JsonError::TooDeep));
     for good in ["[]", "{}", " [1, -0.5e+3, true, false, null, \"\\u00e9\\n\"] ", "\"s\"", "3"] {
-        assert_eq!(json::parse(good.as_bytes(), false, false, &mut doc), Ok(()), "{good:?}");
+        assert_eq!(json::parse(good.as_bytes(), false, &mut doc), Ok(()), "{good:?}");
     }
 }
 

@@ -420,11 +420,12 @@ fn streamed_tool_call_arguments_mask_as_whole_arguments_do() {
             json(b)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned()
         };
         let (want_caller, want_record) = (of(&out.caller), of(&out.record));
-        // Masked arguments are still JSON, with the same keys.
+        // Masked arguments are still JSON, with as many members (a key that is a value, such as
+        // an email address, is masked too).
         let parsed: Value = serde_json::from_str(&want_record).unwrap();
         let source: Value = serde_json::from_str(&args).unwrap();
-        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-        assert_eq!(keys(&parsed), keys(&source), "case {case}");
+        let keys = |v: &Value| v.as_object().unwrap().len();
+        assert_eq!(keys(&parsed), keys(&source), "case {case}: {want_record}");
         assert!(!want_record.contains("4111111111111111"), "case {case}: {want_record}");
 
         let mut events = vec![j!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
@@ -455,9 +456,9 @@ fn streamed_tool_call_arguments_mask_as_whole_arguments_do() {
             let (caller, record) = stream(sm, input.as_bytes(), &sizes, &text_of, &want_caller, &want_record);
             assert_eq!(s(&text_of(&record)), want_record, "case {case}, args {args}");
             assert_eq!(s(&text_of(&caller)), want_caller, "case {case}, args {args}");
-            // What the caller gets is JSON with the same keys too (tokenize restores values).
+            // What the caller gets is JSON too (tokenize restores values, escaped).
             let caller_args: Value = serde_json::from_str(&want_caller).unwrap();
-            assert_eq!(keys(&caller_args), keys(&source), "case {case}");
+            assert_eq!(keys(&caller_args), keys(&source), "case {case}: {want_caller}");
         }
     }
 }

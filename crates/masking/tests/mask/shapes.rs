@@ -300,8 +300,8 @@ fn numbers_in_tool_call_arguments_are_masked_as_strings() {
         .as_str()
         .unwrap()
         .to_owned();
-    // Member keys are the tool's schema and stay; a masked number becomes a string.
-    assert_eq!(record, r#"{"card": "[CREDIT_CARD]", "qty": 3, "to": "[EMAIL]", "zq.k9x@example.com": 12.5}"#);
+    // A masked number becomes a string; a key that is a value is masked like any value.
+    assert_eq!(record, r#"{"card": "[CREDIT_CARD]", "qty": 3, "to": "[EMAIL]", "[EMAIL]": 12.5}"#);
 
     // Under tokenize, the caller gets the number back as a number.
     let mut m = masker(Mode::Tokenize);
@@ -318,4 +318,31 @@ fn numbers_in_tool_call_arguments_are_masked_as_strings() {
     // Outside tool-call arguments, numbers are parameters and pass untouched.
     let body = j!({"model": "m", "seed": CARD, "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(masker(Mode::Redact).request(body.to_string().as_bytes()).unwrap(), body.to_string().as_bytes());
+}
+
+#[test]
+fn tool_call_arguments_given_as_json_objects() {
+    // Anthropic `tool_use.input` and Ollama `function.arguments` are objects, not strings: every
+    // value in them is data (`user_id` and `name` are no structural fields there), found by its
+    // key as in a string of arguments, and the arguments stay an object.
+    let input = j!({"user_id": EMAIL, "name": "john smith", "card": 4_111_111_111_111_111_u64, "n": 3});
+    let anthropic = j!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "send", "input": input}]});
+    let out = masker(Mode::Redact).response(anthropic.to_string().as_bytes()).unwrap();
+    let rec = json(&out.record);
+    let block = &rec["content"][0];
+    assert_eq!((block["id"].as_str(), block["name"].as_str()), (Some("toolu_1"), Some("send")));
+    assert_eq!(block["input"], j!({"user_id": "[EMAIL]", "name": "[PERSON]", "card": "[CREDIT_CARD]", "n": 3}));
+    let ollama = j!({"model": "llama3", "message": {"role": "assistant", "content": "",
+        "tool_calls": [{"function": {"name": "send", "arguments": input}}]}, "done": true});
+    let out = masker(Mode::Redact).response(ollama.to_string().as_bytes()).unwrap();
+    let rec = json(&out.record);
+    let call = &rec["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "send");
+    assert_eq!(call["arguments"], j!({"user_id": "[EMAIL]", "name": "[PERSON]", "card": "[CREDIT_CARD]", "n": 3}));
+    // The same in an NDJSON stream.
+    let line = format!("{ollama}\n");
+    let (_, record) =
+        super::streams::run(&mut masker(Mode::Redact).stream(protocols::Framing::Ndjson), &[line.as_bytes()]);
+    assert_eq!(json(s(&record).trim().as_bytes())["message"]["tool_calls"][0]["function"], *call);
 }

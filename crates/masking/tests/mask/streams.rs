@@ -184,7 +184,8 @@ fn tool_call_arguments_that_are_not_json_stream_as_text() {
                 args.push_str(a);
             }
         }
-        assert_eq!(args, "{\"to\": \"x\", oops [EMAIL] and [CREDIT_CARD] end", "chunks of {size}");
+        // Outside the document's strings, a replacement is a string of its own.
+        assert_eq!(args, "{\"to\": \"x\", oops \"[EMAIL]\" and \"[CREDIT_CARD]\" end", "chunks of {size}");
     }
 }
 
@@ -473,6 +474,9 @@ fn responses_api_argument_deltas_are_tool_call_arguments() {
     .concat();
     let mut sm = masker(Mode::Redact).stream(Framing::Sse);
     let (_, record) = run(&mut sm, &[input.as_bytes()]);
+    let mcp = input.replace("function_call_arguments", "mcp_call_arguments");
+    let (_, mcp_record) = run(&mut masker(Mode::Redact).stream(Framing::Sse), &[mcp.as_bytes()]);
+    assert_eq!(s(&mcp_record), s(&record).replace("function_call_arguments", "mcp_call_arguments"));
     let (mut deltas, mut whole) = (String::new(), String::new());
     for d in sse_data(&record) {
         let v = json(d.as_bytes());
@@ -485,4 +489,37 @@ fn responses_api_argument_deltas_are_tool_call_arguments() {
     }
     assert_eq!(deltas, r#"{"card": "[CREDIT_CARD]"}"#);
     assert_eq!(whole, deltas);
+}
+
+#[test]
+fn tool_calls_keep_their_frames() {
+    // A whole tool call in one chunk (header and arguments together) stays one frame.
+    let header = j!({"id":"c","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[
+        {"index":0,"id":"call_1","type":"function","function":{"name":"send","arguments":"{\"to\": \"zq.k9x@example.com\"}"}}]},"finish_reason":null}]});
+    let input =
+        sse(&[header, j!({"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}), j!("[DONE]")]);
+    let (_, record) = run(&mut masker(Mode::Redact).stream(Framing::Sse), &[input.as_bytes()]);
+    let frames = sse_data(&record);
+    assert_eq!(frames.len(), 3, "{}", s(&record));
+    let call = &json(frames[0].as_bytes())["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!((call["id"].as_str(), call["function"]["name"].as_str()), (Some("call_1"), Some("send")));
+    assert_eq!(call["function"]["arguments"], "{\"to\": \"[EMAIL]\"}");
+    // Parallel calls sent one per chunk at the same position keep their own arguments.
+    let call = |id: &str, a: &str| {
+        j!({"choices":[{"index":0,"delta":{"tool_calls":[
+        {"id":id,"type":"function","function":{"name":"f","arguments":a}}]}}]})
+    };
+    let input = sse(&[call("call_1", "{\"x\": 1}"), call("call_2", "{\"y\": 2}"), j!("[DONE]")]);
+    let (_, record) = run(&mut masker(Mode::Redact).stream(Framing::Sse), &[input.as_bytes()]);
+    let args: Vec<String> = sse_data(&record)
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| {
+            json(d.as_bytes())["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(args, ["{\"x\": 1}", "{\"y\": 2}"]);
 }
