@@ -226,6 +226,6 @@ fn mask_doc(
 /// values are escaped, so JSON arguments stay JSON. Outputs in `s.ta`/`s.tb` as for [`mask_text`].
 pub(super) fn mask_arguments(eng: &mut Engine, dir: Dir, side: Side, text: &[u8], s: &mut Scratch) -> Changed {
     let mut inner = InnerJson::default();
-    let inner = json::looks_like_json(text).then_some(&mut inner);
+    let inner = (json::starts_json_value(text) == Some(true)).then_some(&mut inner);
     mask_text_in(eng, dir, side, text, inner, &mut s.found, &mut s.ta, &mut s.tb)
 }

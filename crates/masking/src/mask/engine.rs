@@ -156,22 +156,26 @@ impl Engine {
         let escape = inner.is_some();
         let mut last = 0;
         for m in matches {
-            let (start, end) = (m.start - base, m.end - base);
+            let (mut start, end) = (m.start - base, m.end - base);
+            let quote: &[u8] = match inner.as_deref_mut() {
+                Some(st) => {
+                    st.advance(text.get(last..start).unwrap_or(&[]));
+                    let outside = !st.in_string;
+                    // A number's sign goes with it into the string (`-4111…` → `"[CREDIT_CARD]"`).
+                    if outside && start > last && text.get(start - 1) == Some(&b'-') {
+                        start -= 1;
+                    }
+                    st.advance(text.get(start..end).unwrap_or(&[]));
+                    if outside { b"\"" } else { b"" }
+                }
+                None => b"",
+            };
             let seg = text.get(last..start).unwrap_or(&[]);
             let value = text.get(start..end).unwrap_or(&[]);
             b.extend_from_slice(seg);
             if restore {
                 changed.a |= self.restore_into(seg, escape, a);
             }
-            let quote: &[u8] = match inner.as_deref_mut() {
-                Some(st) => {
-                    st.advance(seg);
-                    let q: &[u8] = if st.in_string { b"" } else { b"\"" };
-                    st.advance(value);
-                    q
-                }
-                None => b"",
-            };
             let on = self.enabled(m.entity);
             self.count(dir, m.entity, on);
             if on {

@@ -263,6 +263,12 @@ pub(super) fn parse(body: &[u8], response: bool, doc: &mut Doc) -> Result<(), Js
     Ok(())
 }
 
+/// Whether tool-call arguments are a JSON document: their first non-whitespace byte starts a
+/// JSON object, array, string or number (literals hold nothing to mask).
+pub(super) fn starts_json_value(text: &[u8]) -> Option<bool> {
+    text.iter().find(|b| !b.is_ascii_whitespace()).map(|b| matches!(b, b'{' | b'[' | b'"' | b'-' | b'0'..=b'9'))
+}
+
 /// Whether `body` is to be treated as JSON: its first non-whitespace byte opens an object or array.
 pub(super) fn looks_like_json(body: &[u8]) -> bool {
     matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
@@ -362,7 +368,8 @@ impl Parser<'_> {
         // An Anthropic `tool_use` block, whose `input` holds the arguments: once the block's
         // `type` is known (it may come after `input`), what was recorded inside `input` becomes one
         // arguments site. (value span, sites and blanks recorded inside it)
-        let mut tool_use = false;
+        // Bedrock's `toolUse` has no `type`.
+        let mut tool_use = self.b.get(ctx.key_span.0..ctx.key_span.1) == Some(b"toolUse") && place.is_some();
         let mut input: Option<Inside> = None;
         loop {
             self.ws();
@@ -408,7 +415,9 @@ impl Parser<'_> {
                     let place = Place { key: key_span, pos: 0, in_array: false };
                     self.value(child, depth + 1, Some(place))?;
                     self.member_seen(node, key, value_start);
-                    tool_use |= key == K::Type && self.b.get(value_start..self.i) == Some(b"\"tool_use\"");
+                    // `tool_use`, `server_tool_use`, `mcp_tool_use`.
+                    tool_use |=
+                        key == K::Type && self.b.get(value_start..self.i).is_some_and(|v| v.ends_with(b"tool_use\""));
                     if json_value && raw_key == b"input" && !child.at_root {
                         let spans = (self.doc.sites.len(), self.doc.blanks.len());
                         input = Some(Inside {

@@ -805,9 +805,9 @@ impl StreamMasker {
         }
         if c.args && !c.shape_known {
             // Only whitespace was released before: the document starts in its default state.
-            if let Some(&b) = c.buf.iter().find(|b| !b.is_ascii_whitespace()) {
+            if let Some(json) = json::starts_json_value(&c.buf) {
                 c.shape_known = true;
-                c.inner = matches!(b, b'{' | b'[').then(InnerJson::default);
+                c.inner = json.then(InnerJson::default);
             }
         }
         let Some(c) = self.channels.get_mut(i) else {
@@ -840,6 +840,10 @@ impl StreamMasker {
                 while e > cut && buf.get(e).is_some_and(|&b| b & 0xc0 == 0x80) {
                     e -= 1;
                 }
+            }
+            // In JSON arguments a sign may still belong to a number masked with it.
+            if c.inner.is_some() && e > cut && buf.get(e - 1) == Some(&b'-') {
+                e -= 1;
             }
         }
         if e == cut {

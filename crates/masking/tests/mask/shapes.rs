@@ -340,6 +340,16 @@ fn tool_call_arguments_given_as_json_objects() {
     let call = &rec["message"]["tool_calls"][0]["function"];
     assert_eq!(call["name"], "send");
     assert_eq!(call["arguments"], j!({"user_id": "[EMAIL]", "name": "[PERSON]", "card": "[CREDIT_CARD]", "n": 3}));
+    // Anthropic's server and MCP tools, and Bedrock's `toolUse` (no `type`), alike.
+    for ty in ["server_tool_use", "mcp_tool_use"] {
+        let resp = j!({"role": "assistant", "content": [{"type": ty, "id": "t1", "name": "send", "server_name": "s", "input": input}]});
+        let rec = json(&masker(Mode::Redact).response(resp.to_string().as_bytes()).unwrap().record);
+        assert_eq!(rec["content"][0]["input"]["name"], "[PERSON]", "{ty}");
+        assert_eq!(rec["content"][0]["name"], "send", "{ty}");
+    }
+    let bedrock = j!({"output": {"message": {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "send", "input": input}}]}}});
+    let rec = json(&masker(Mode::Redact).response(bedrock.to_string().as_bytes()).unwrap().record);
+    assert_eq!(rec["output"]["message"]["content"][0]["toolUse"]["input"]["card"], "[CREDIT_CARD]");
     // The same in an NDJSON stream.
     let line = format!("{ollama}\n");
     let (_, record) =

@@ -523,3 +523,77 @@ fn tool_calls_keep_their_frames() {
         .collect();
     assert_eq!(args, ["{\"x\": 1}", "{\"y\": 2}"]);
 }
+
+/// A masker; under tokenize the exchange's request first maps an email, a key and a card.
+fn prepared(mode: Mode) -> Masker {
+    let mut m = masker(mode);
+    if mode == Mode::Tokenize {
+        let req =
+            j!({"messages": [{"role": "user", "content": format!("mail {EMAIL} key {PEM} card 4111 1111 1111 1111")}]});
+        m.request(req.to_string().as_bytes()).unwrap();
+    }
+    m
+}
+
+/// Tool-call arguments masked in a whole answer and streamed in `parts`: (caller, record) each.
+fn args_whole_and_streamed(mode: Mode, args: &str, parts: &[&str]) -> ((String, String), (String, String)) {
+    let resp = j!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": args}}]}}]});
+    let out = prepared(mode).response(resp.to_string().as_bytes()).unwrap();
+    let get = |b: &[u8]| {
+        json(b)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned()
+    };
+    let whole = (get(&out.caller), get(&out.record));
+    let tc = |a: &str| j!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": a}}]}, "finish_reason": null}]});
+    let mut ev: Vec<Value> = parts.iter().map(|p| tc(p)).collect();
+    ev.push(j!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}));
+    ev.push(j!("[DONE]"));
+    let input = sse(&ev);
+    let (caller, record) = run(&mut prepared(mode).stream(Framing::Sse), &[input.as_bytes()]);
+    let get = |b: &[u8]| {
+        let mut out = String::new();
+        for d in sse_data(b).iter().filter(|d| *d != "[DONE]") {
+            if let Some(a) =
+                json(d.as_bytes())["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+            {
+                out.push_str(a);
+            }
+        }
+        out
+    };
+    (whole, (get(&caller), get(&record)))
+}
+
+#[test]
+fn tool_call_arguments_stay_json_and_equal_whole_at_every_split() {
+    let pem = serde_json::to_string(PEM).unwrap();
+    let cases = [
+        r#"{"card": -4111111111111111}"#.to_owned(),
+        format!(r#"{{"note":"hi\n{EMAIL}\t\u00e9{EMAIL}\\{EMAIL}"}}"#),
+        format!(r#"{{"pem":{pem},"n":4111111111111111}}"#),
+        r#"{"to": "<EMAIL_1>", "key": "<SECRET_PRIVATE_KEY_1>", "card": "<CREDIT_CARD_1>", "x": ["<EMAIL_1>"]}"#
+            .to_owned(),
+        format!(r#"["{EMAIL}", 4111111111111111, {{"password": "Xk9mP2vL7qR4wZ8sT3"}}, {{"name": "john smith"}}]"#),
+        // Arguments that are a JSON scalar.
+        "4111111111111111".to_owned(),
+        r#""<SECRET_PRIVATE_KEY_1>""#.to_owned(),
+    ];
+    for args in &cases {
+        let valid = serde_json::from_str::<Value>(args).is_ok();
+        assert!(valid, "{args}");
+        for mode in [Mode::Redact, Mode::Tokenize] {
+            let (whole, _) = args_whole_and_streamed(mode, args, &[args]);
+            for out in [&whole.0, &whole.1] {
+                assert!(serde_json::from_str::<Value>(out).is_ok(), "{mode:?}: {args} -> invalid JSON {out}");
+            }
+            assert!(!whole.1.contains("4111111111111111") && !whole.1.contains(EMAIL), "{mode:?}: {}", whole.1);
+            let splits = args.char_indices().skip(1).map(|(i, _)| vec![&args[..i], &args[i..]]);
+            let ones: Vec<String> = args.chars().map(String::from).collect();
+            let ones: Vec<&str> = ones.iter().map(String::as_str).collect();
+            for parts in splits.chain([ones]) {
+                let (w, streamed) = args_whole_and_streamed(mode, args, &parts);
+                assert_eq!(streamed, w, "{mode:?} in {} parts: {args}", parts.len());
+            }
+        }
+    }
+}
