@@ -167,7 +167,18 @@ pub(super) fn hold_from(text: &[u8]) -> usize {
         }
         end = start;
     }
-    // 3. The key of a value being held, or of a value still to come.
+    // 3. The key of a value being held, or of a value still to come. A name field's value
+    // (`"name": "mr smith`) is matched whole, any words after a title or first name, up to its
+    // closing quote within 128 bytes: an open string after such a key is held from the key.
+    let from = len.saturating_sub(128);
+    if let Some(q) = text.get(from..).and_then(|w| memchr::memrchr(b'"', w)).map(|q| from + q)
+        && text.get(..q).is_some_and(|t| t.ends_with(b": ") || t.ends_with(b":"))
+    {
+        let k = context_start(text, q + 1);
+        if k <= q {
+            hold = hold.min(k);
+        }
+    }
     hold = context_start(text, hold);
     // 4. An open PEM block.
     hold.min(open_pem(text).unwrap_or(len))
@@ -274,6 +285,9 @@ mod tests {
         assert_eq!(held(r#"api_key=""#), r#"api_key=""#);
         assert_eq!(held(r#"{"api_key": "q_oDx"#), r#""api_key": "q_oDx"#);
         assert_eq!(held(r#"{"name": "stephen go"#), r#""name": "stephen go"#);
+        // A name field is matched whole after a title or first name: held to its closing quote.
+        assert_eq!(held(r#"{"name": "mr smith "#), r#""name": "mr smith "#);
+        assert_eq!(held(r#"{"name": "mr smith", "#), "");
         assert_eq!(
             held("x -----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRI"),
             "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRI"

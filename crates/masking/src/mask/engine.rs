@@ -157,10 +157,12 @@ impl Engine {
         let mut last = 0;
         for m in matches {
             let (mut start, end) = (m.start - base, m.end - base);
+            let mut in_string = false;
             let quote: &[u8] = match inner.as_deref_mut() {
                 Some(st) => {
                     st.advance(text.get(last..start).unwrap_or(&[]));
                     let outside = !st.in_string;
+                    in_string = st.in_string;
                     // A number's sign goes with it into the string (`-4111…` → `"[CREDIT_CARD]"`).
                     if outside && start > last && text.get(start - 1) == Some(&b'-') {
                         start -= 1;
@@ -179,7 +181,16 @@ impl Engine {
             let on = self.enabled(m.entity);
             self.count(dir, m.entity, on);
             if on {
-                let restorable = self.replacement(dir, m.entity, value);
+                // Inside a string of a JSON document the value is the text it spells: the same
+                // placeholder or pseudonym as in plain text, restored unescaped.
+                let mut decoded = Vec::new();
+                let key = if in_string && value.contains(&b'\\') {
+                    super::json::decode(value, &mut decoded);
+                    decoded.as_slice()
+                } else {
+                    value
+                };
+                let restorable = self.replacement(dir, m.entity, key);
                 b.extend_from_slice(quote);
                 b.extend_from_slice(&self.rep);
                 b.extend_from_slice(quote);

@@ -597,3 +597,36 @@ fn tool_call_arguments_stay_json_and_equal_whole_at_every_split() {
         }
     }
 }
+
+#[test]
+fn values_from_arguments_restore_unescaped() {
+    // A value the caller sent inside tool-call arguments (JSON-escaped there) is the same value
+    // as in plain text: one placeholder, restored as text in content and escaped in arguments.
+    let mut m = masker(Mode::Tokenize);
+    let args = j!({"key": PEM}).to_string();
+    let req = j!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+        "function": {"name": "f", "arguments": args}}]}, {"role": "user", "content": "again"}]});
+    m.request(req.to_string().as_bytes()).unwrap();
+    let resp = j!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "<SECRET_PRIVATE_KEY_1>",
+        "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "f", "arguments": "{\"key\": \"<SECRET_PRIVATE_KEY_1>\"}"}}]}}]});
+    let v = json(&m.response(resp.to_string().as_bytes()).unwrap().caller);
+    let a = v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_owned();
+    assert_eq!(v["choices"][0]["message"]["content"], PEM);
+    assert_eq!(json(a.as_bytes())["key"], PEM);
+}
+
+#[test]
+fn name_fields_in_streamed_arguments_are_held_to_their_closing_quote() {
+    for args in [
+        r#"{"name": "mr smith"}"#,
+        r#"{"name": "bob smith"}"#,
+        r#"{"name": "john deere tractor model"}"#,
+        r#"{"name": "dr. jane doe", "n": 1}"#,
+    ] {
+        let ones: Vec<String> = args.chars().map(String::from).collect();
+        let ones: Vec<&str> = ones.iter().map(String::as_str).collect();
+        let (whole, streamed) = args_whole_and_streamed(Mode::Redact, args, &ones);
+        assert!(whole.1.contains("[PERSON]"), "{args}: {}", whole.1);
+        assert_eq!(streamed, whole, "{args}");
+    }
+}
