@@ -157,21 +157,18 @@ impl Engine {
         let mut last = 0;
         for m in matches {
             let (mut start, end) = (m.start - base, m.end - base);
-            let mut in_string = false;
-            let quote: &[u8] = match inner.as_deref_mut() {
-                Some(st) => {
-                    st.advance(text.get(last..start).unwrap_or(&[]));
-                    let outside = !st.in_string;
-                    in_string = st.in_string;
-                    // A number's sign goes with it into the string (`-4111…` → `"[CREDIT_CARD]"`).
-                    if outside && start > last && text.get(start - 1) == Some(&b'-') {
-                        start -= 1;
-                    }
-                    st.advance(text.get(start..end).unwrap_or(&[]));
-                    if outside { b"\"" } else { b"" }
+            // Inside a JSON document: whether the match starts in one of its strings.
+            let in_string = inner.as_deref_mut().map(|st| {
+                st.advance(text.get(last..start).unwrap_or(&[]));
+                let in_string = st.in_string;
+                // A number's sign goes with it into the string (`-4111…` → `"[CREDIT_CARD]"`).
+                if !in_string && start > last && text.get(start - 1) == Some(&b'-') {
+                    start -= 1;
                 }
-                None => b"",
-            };
+                st.advance(text.get(start..end).unwrap_or(&[]));
+                in_string
+            });
+            let quote: &[u8] = if in_string == Some(false) { b"\"" } else { b"" };
             let seg = text.get(last..start).unwrap_or(&[]);
             let value = text.get(start..end).unwrap_or(&[]);
             b.extend_from_slice(seg);
@@ -184,7 +181,7 @@ impl Engine {
                 // Inside a string of a JSON document the value is the text it spells: the same
                 // placeholder or pseudonym as in plain text, restored unescaped.
                 let mut decoded = Vec::new();
-                let key = if in_string && value.contains(&b'\\') {
+                let key = if in_string == Some(true) && value.contains(&b'\\') {
                     super::json::decode(value, &mut decoded);
                     decoded.as_slice()
                 } else {

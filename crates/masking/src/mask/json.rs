@@ -57,6 +57,11 @@ pub(super) struct Site {
 }
 
 impl Site {
+    /// Tool-call arguments given as JSON, spanning `span`, in the container `node` under `key`.
+    fn json_arguments(span: (usize, usize), node: u32, key: (usize, usize)) -> Site {
+        Site { start: span.0, end: span.1, escaped: false, class: Class::Arguments, node, key, json: true }
+    }
+
     /// The raw bytes between the quotes (the whole JSON of a [`Site::json`] site).
     pub fn raw<'a>(&self, doc: &'a [u8]) -> &'a [u8] {
         if self.json {
@@ -367,8 +372,7 @@ impl Parser<'_> {
         let in_choice = place.is_some_and(|p| p.in_array) && ctx.key == K::Choices;
         // An Anthropic `tool_use` block, whose `input` holds the arguments: once the block's
         // `type` is known (it may come after `input`), what was recorded inside `input` becomes one
-        // arguments site. (value span, sites and blanks recorded inside it)
-        // Bedrock's `toolUse` has no `type`.
+        // arguments site. Bedrock's `toolUse` has no `type`.
         let mut tool_use = self.b.get(ctx.key_span.0..ctx.key_span.1) == Some(b"toolUse") && place.is_some();
         let mut input: Option<Inside> = None;
         loop {
@@ -395,16 +399,7 @@ impl Parser<'_> {
             match key {
                 _ if args_object => {
                     self.skip(depth + 1)?;
-                    let site = Site {
-                        start: value_start,
-                        end: self.i,
-                        escaped: false,
-                        class: Class::Arguments,
-                        node,
-                        key: key_span,
-                        json: true,
-                    };
-                    self.doc.sites.push(site);
+                    self.doc.sites.push(Site::json_arguments((value_start, self.i), node, key_span));
                 }
                 K::Skip => self.skip(depth + 1)?,
                 K::TokenLevel(kind) if ctx.response && self.peek() != Some(b'n') => {
@@ -433,10 +428,8 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
-                    if tool_use && let Some(Inside { span: (start, end), sites, blanks }) = input {
-                        let site =
-                            Site { start, end, escaped: false, class: Class::Arguments, node, key: (0, 0), json: true };
-                        self.doc.sites.splice(sites, [site]);
+                    if tool_use && let Some(Inside { span, sites, blanks }) = input {
+                        self.doc.sites.splice(sites, [Site::json_arguments(span, node, (0, 0))]);
                         self.doc.blanks.drain(blanks);
                     }
                     return Ok(());

@@ -74,13 +74,23 @@ struct Channel {
     live: bool,
     /// Frame number of the last frame that carried a field of this channel.
     seen: u64,
-    /// Tool-call arguments: masked as whole ones are ([`body::mask_arguments`]).
-    args: bool,
-    /// For arguments that are a JSON document (decided at their first byte that is not
-    /// whitespace), where the released text stands in it.
-    inner: Option<InnerJson>,
-    /// Whether `inner` is decided.
-    shape_known: bool,
+    /// Whether the text is tool-call arguments, masked as whole ones are
+    /// ([`body::mask_arguments`]).
+    args: Args,
+}
+
+/// What a channel's text is, as far as tool-call arguments go.
+#[derive(Clone, Copy, Debug)]
+enum Args {
+    /// Not arguments.
+    No,
+    /// Arguments; whether they are a JSON document is decided at their first byte that is not
+    /// whitespace.
+    Undecided,
+    /// Arguments that are not a JSON document: plain text.
+    Text,
+    /// Arguments that are a JSON document: where the released text stands in it.
+    Json(InnerJson),
 }
 
 impl Channel {
@@ -531,7 +541,9 @@ impl StreamMasker {
                     let i = channel_of(&mut self.channels, keys.get(from..to).unwrap_or(&[]));
                     if let Some(c) = self.channels.get_mut(i) {
                         c.seen = self.frame_no;
-                        c.args |= args;
+                        if args && matches!(c.args, Args::No) {
+                            c.args = Args::Undecided;
+                        }
                     }
                     Some(i)
                 }
@@ -803,16 +815,14 @@ impl StreamMasker {
         if flush {
             c.live = false;
         }
-        if c.args && !c.shape_known {
+        if matches!(c.args, Args::Undecided) {
             // Only whitespace was released before: the document starts in its default state.
-            if let Some(json) = json::starts_json_value(&c.buf) {
-                c.shape_known = true;
-                c.inner = json.then(InnerJson::default);
+            match json::starts_json_value(&c.buf) {
+                Some(true) => c.args = Args::Json(InnerJson::default()),
+                Some(false) => c.args = Args::Text,
+                None => {}
             }
         }
-        let Some(c) = self.channels.get_mut(i) else {
-            return Err(MaskError::Inconsistent("a stream channel vanished"));
-        };
         let (buf, cut, len) = (&c.buf, c.cut, c.buf.len());
         let eng = &mut self.masker.engine;
         let mut e = if flush { len } else { eng.detector.hold_from(buf).clamp(cut, len) };
@@ -842,7 +852,7 @@ impl StreamMasker {
                 }
             }
             // In JSON arguments a sign may still belong to a number masked with it.
-            if c.inner.is_some() && e > cut && buf.get(e - 1) == Some(&b'-') {
+            if matches!(c.args, Args::Json(_)) && e > cut && buf.get(e - 1) == Some(&b'-') {
                 e -= 1;
             }
         }
@@ -855,7 +865,11 @@ impl StreamMasker {
             return Err(MaskError::Inconsistent("a match runs past the released text"));
         }
         let region = buf.get(cut..e).unwrap_or(&[]);
-        eng.apply(Dir::Response, self.side, region, matches, cut, c.inner.as_mut(), &mut self.ta, &mut self.tb);
+        let inner = match &mut c.args {
+            Args::Json(st) => Some(st),
+            _ => None,
+        };
+        eng.apply(Dir::Response, self.side, region, matches, cut, inner, &mut self.ta, &mut self.tb);
         c.cut = e;
         c.trim();
         Ok(())
@@ -933,9 +947,7 @@ fn channel_of(channels: &mut Vec<Channel>, key: &[u8]) -> usize {
         template: None,
         live: true,
         seen: 0,
-        args: false,
-        inner: None,
-        shape_known: false,
+        args: Args::No,
     });
     channels.len() - 1
 }
