@@ -1,12 +1,14 @@
 //! `modelgate-bare-proxy`: the floor of modelgate's HTTP stack, for benchmarks only.
 //!
-//! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT` prints `listening http://ADDR` once
+//! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT [--spin-us N]` prints `listening http://ADDR` once
 //! bound and relays every HTTP/1.1 request to the upstream unchanged, bodies streamed, on the same
 //! hyper 1 server and client and the same single-threaded tokio runtime as `modelgate serve`, and
 //! nothing else: no routing, no credential, no classification, no audit. Each client connection
 //! gets its own keep-alive upstream connection, opened on its first request, so there is no pool
 //! either. What it costs per request is what any gateway built on this stack pays before doing
-//! any work of its own (BENCHMARKS.md section 1).
+//! any work of its own (BENCHMARKS.md section 1). `--spin-us N` burns N µs of CPU per request
+//! before forwarding it, standing in for a gateway's own work: it shows what the rest of the
+//! stack (the kernel's side of the relay) costs at that gateway's request rate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
@@ -31,6 +33,7 @@ fn fail(msg: &str) -> ! {
 fn main() {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut upstream: Option<SocketAddr> = None;
+    let mut spin = std::time::Duration::ZERO;
     let mut args = std::env::args().skip(1);
     while let Some(key) = args.next() {
         let value = args.next().unwrap_or_else(|| fail(&format!("{key} needs a value")));
@@ -39,6 +42,11 @@ fn main() {
             "--upstream" => {
                 let v = value.trim_start_matches("http://");
                 upstream = Some(v.parse().unwrap_or_else(|e| fail(&format!("bad --upstream: {e}"))))
+            }
+            "--spin-us" => {
+                spin = std::time::Duration::from_micros(
+                    value.parse().unwrap_or_else(|e| fail(&format!("bad --spin-us: {e}"))),
+                )
             }
             other => fail(&format!("unknown argument {other}")),
         }
@@ -53,15 +61,21 @@ fn main() {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
-            tokio::task::spawn_local(connection(stream, upstream));
+            tokio::task::spawn_local(connection(stream, upstream, spin));
         }
     });
 }
 
-async fn connection(stream: TcpStream, upstream: SocketAddr) {
+async fn connection(stream: TcpStream, upstream: SocketAddr, spin: std::time::Duration) {
     let sender: Rc<RefCell<Option<SendRequest<Body>>>> = Rc::default();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let sender = sender.clone();
+        if !spin.is_zero() {
+            let start = std::time::Instant::now();
+            while start.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+        }
         async move { forward(req, &sender, upstream).await }
     });
     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
@@ -72,7 +86,8 @@ async fn forward(
     slot: &RefCell<Option<SendRequest<Body>>>,
     upstream: SocketAddr,
 ) -> Result<hyper::Response<Body>, hyper::Error> {
-    let mut sender = match slot.borrow_mut().take() {
+    let kept = slot.borrow_mut().take();
+    let mut sender = match kept {
         Some(s) if s.is_ready() => s,
         _ => match open(upstream).await {
             Some(s) => s,
@@ -97,7 +112,8 @@ async fn open(upstream: SocketAddr) -> Option<SendRequest<Body>> {
 }
 
 fn bad_gateway() -> hyper::Response<Body> {
-    let mut res = hyper::Response::new(Full::new(Bytes::from_static(b"bad gateway\n")).map_err(|e| match e {}).boxed_unsync());
+    let mut res =
+        hyper::Response::new(Full::new(Bytes::from_static(b"bad gateway\n")).map_err(|e| match e {}).boxed_unsync());
     *res.status_mut() = http::StatusCode::BAD_GATEWAY;
     res
 }
