@@ -1,6 +1,6 @@
 //! `modelgate-bare-proxy`: the floor of modelgate's HTTP stack, for benchmarks only.
 //!
-//! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT [--spin-us N]` prints `listening http://ADDR` once
+//! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT [--spin-us N] [--touch-kib K]` prints `listening http://ADDR` once
 //! bound and relays every HTTP/1.1 request to the upstream unchanged, bodies streamed, on the same
 //! hyper 1 server and client and the same single-threaded tokio runtime as `modelgate serve`, and
 //! nothing else: no routing, no credential, no classification, no audit. Each client connection
@@ -8,7 +8,10 @@
 //! either. What it costs per request is what any gateway built on this stack pays before doing
 //! any work of its own (BENCHMARKS.md section 1). `--spin-us N` burns N µs of CPU per request
 //! before forwarding it, standing in for a gateway's own work: it shows what the rest of the
-//! stack (the kernel's side of the relay) costs at that gateway's request rate.
+//! stack (the kernel's side of the relay) costs at that gateway's request rate. `--touch-kib K`
+//! writes K KiB per request, round-robin through a 64 MiB buffer, standing in for a gateway's
+//! memory traffic (recorded bodies, page cache copies): it shows what cache pressure costs the
+//! kernel's side of the relay.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
@@ -34,6 +37,7 @@ fn main() {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut upstream: Option<SocketAddr> = None;
     let mut spin = std::time::Duration::ZERO;
+    let mut touch = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(key) = args.next() {
         let value = args.next().unwrap_or_else(|| fail(&format!("{key} needs a value")));
@@ -48,6 +52,7 @@ fn main() {
                     value.parse().unwrap_or_else(|e| fail(&format!("bad --spin-us: {e}"))),
                 )
             }
+            "--touch-kib" => touch = value.parse().unwrap_or_else(|e| fail(&format!("bad --touch-kib: {e}"))),
             other => fail(&format!("unknown argument {other}")),
         }
     }
@@ -61,15 +66,18 @@ fn main() {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
-            tokio::task::spawn_local(connection(stream, upstream, spin));
+            tokio::task::spawn_local(connection(stream, upstream, spin, touch));
         }
     });
 }
 
-async fn connection(stream: TcpStream, upstream: SocketAddr, spin: std::time::Duration) {
+async fn connection(stream: TcpStream, upstream: SocketAddr, spin: std::time::Duration, touch: usize) {
     let sender: Rc<RefCell<Option<SendRequest<Body>>>> = Rc::default();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let sender = sender.clone();
+        if touch > 0 {
+            thrash(touch * 1024);
+        }
         if !spin.is_zero() {
             let start = std::time::Instant::now();
             while start.elapsed() < spin {
@@ -116,4 +124,24 @@ fn bad_gateway() -> hyper::Response<Body> {
         hyper::Response::new(Full::new(Bytes::from_static(b"bad gateway\n")).map_err(|e| match e {}).boxed_unsync());
     *res.status_mut() = http::StatusCode::BAD_GATEWAY;
     res
+}
+
+const THRASH_BYTES: usize = 64 << 20;
+
+thread_local! {
+    static THRASH: RefCell<(Vec<u8>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// Writes `n` bytes of a 64 MiB buffer, continuing where the last call stopped.
+fn thrash(n: usize) {
+    THRASH.with(|t| {
+        let (buf, at) = &mut *t.borrow_mut();
+        if buf.is_empty() {
+            buf.resize(THRASH_BYTES, 1);
+        }
+        for _ in 0..n / 64 {
+            buf[*at] = buf[*at].wrapping_add(1);
+            *at = (*at + 64) % THRASH_BYTES;
+        }
+    });
 }
