@@ -1,6 +1,7 @@
 //! `modelgate-bare-proxy`: the floor of modelgate's HTTP stack, for benchmarks only.
 //!
-//! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT [--spin-us N] [--touch-kib K]` prints `listening http://ADDR` once
+//! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT [--spin-us N] [--touch-kib K]
+//! [--timers 1]` prints `listening http://ADDR` once
 //! bound and relays every HTTP/1.1 request to the upstream unchanged, bodies streamed, on the same
 //! hyper 1 server and client and the same single-threaded tokio runtime as `modelgate serve`, and
 //! nothing else: no routing, no credential, no classification, no audit. Each client connection
@@ -11,7 +12,8 @@
 //! stack (the kernel's side of the relay) costs at that gateway's request rate. `--touch-kib K`
 //! writes K KiB per request, round-robin through a 64 MiB buffer, standing in for a gateway's
 //! memory traffic (recorded bodies, page cache copies): it shows what cache pressure costs the
-//! kernel's side of the relay.
+//! kernel's side of the relay. `--timers 1` arms the timers the gateway arms per request (hyper's
+//! header read timeout and a deadline around the upstream call).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
@@ -38,6 +40,7 @@ fn main() {
     let mut upstream: Option<SocketAddr> = None;
     let mut spin = std::time::Duration::ZERO;
     let mut touch = 0usize;
+    let mut timers = false;
     let mut args = std::env::args().skip(1);
     while let Some(key) = args.next() {
         let value = args.next().unwrap_or_else(|| fail(&format!("{key} needs a value")));
@@ -52,6 +55,7 @@ fn main() {
                     value.parse().unwrap_or_else(|e| fail(&format!("bad --spin-us: {e}"))),
                 )
             }
+            "--timers" => timers = value == "1",
             "--touch-kib" => touch = value.parse().unwrap_or_else(|e| fail(&format!("bad --touch-kib: {e}"))),
             other => fail(&format!("unknown argument {other}")),
         }
@@ -66,12 +70,12 @@ fn main() {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
-            tokio::task::spawn_local(connection(stream, upstream, spin, touch));
+            tokio::task::spawn_local(connection(stream, upstream, spin, touch, timers));
         }
     });
 }
 
-async fn connection(stream: TcpStream, upstream: SocketAddr, spin: std::time::Duration, touch: usize) {
+async fn connection(stream: TcpStream, upstream: SocketAddr, spin: std::time::Duration, touch: usize, timers: bool) {
     let sender: Rc<RefCell<Option<SendRequest<Body>>>> = Rc::default();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let sender = sender.clone();
@@ -84,9 +88,23 @@ async fn connection(stream: TcpStream, upstream: SocketAddr, spin: std::time::Du
                 std::hint::spin_loop();
             }
         }
-        async move { forward(req, &sender, upstream).await }
+        async move {
+            if timers {
+                let by = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+                match tokio::time::timeout_at(by, forward(req, &sender, upstream)).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(bad_gateway()),
+                }
+            } else {
+                forward(req, &sender, upstream).await
+            }
+        }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    if timers {
+        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(30));
+    }
+    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
 }
 
 async fn forward(
