@@ -151,7 +151,8 @@ impl Store {
         // being read over and over.
         conn.pragma_update(None, "cache_size", -32_768).map_err(sql(&path))?;
         // A checkpoint runs inside the commit that crosses this many WAL pages and holds up every
-        // record behind it: 8 MiB of WAL (1,024 pages) keeps that stall to a few milliseconds.
+        // record behind it: 1,024 pages of WAL (8 MiB with 8 KiB pages, 4 MiB on older stores
+        // with 4 KiB) keep that stall to a few milliseconds.
         // 64 MiB cost the same CPU but made `balanced`'s p99 4x longer (BENCHMARKS 4.1).
         conn.pragma_update(None, "wal_autocheckpoint", 1_024).map_err(sql(&path))?;
         conn.execute_batch(SCHEMA_SQL).map_err(sql(&path))?;

@@ -31,7 +31,10 @@ use tokio::net::{TcpListener, TcpStream};
 type Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
 fn fail(msg: &str) -> ! {
-    eprintln!("modelgate-bare-proxy: {msg}\nusage: modelgate-bare-proxy --listen ADDR --upstream HOST:PORT");
+    eprintln!(
+        "modelgate-bare-proxy: {msg}\nusage: modelgate-bare-proxy --listen ADDR --upstream HOST:PORT \
+         [--spin-us N] [--touch-kib K] [--timers 1]"
+    );
     std::process::exit(2);
 }
 
@@ -68,7 +71,11 @@ fn main() {
         println!("listening http://{}", listener.local_addr().unwrap());
         std::io::stdout().flush().unwrap();
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::task::spawn_local(connection(stream, upstream, spin, touch, timers));
         }
