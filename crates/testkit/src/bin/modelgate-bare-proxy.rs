@@ -1,13 +1,13 @@
 //! `modelgate-bare-proxy`: the floor of modelgate's HTTP stack, for benchmarks only.
 //!
 //! `modelgate-bare-proxy --listen ADDR --upstream HOST:PORT [--spin-us N] [--touch-kib K]
-//! [--timers 1]` prints `listening http://ADDR` once
-//! bound and relays every HTTP/1.1 request to the upstream unchanged, bodies streamed, on the same
-//! hyper 1 server and client and the same single-threaded tokio runtime as `modelgate serve`, and
-//! nothing else: no routing, no credential, no classification, no audit. Each client connection
-//! gets its own keep-alive upstream connection, opened on its first request, so there is no pool
-//! either. What it costs per request is what any gateway built on this stack pays before doing
-//! any work of its own (BENCHMARKS.md section 1). `--spin-us N` burns N µs of CPU per request
+//! [--timers 1]` prints `listening http://ADDR` once bound and relays every HTTP/1.1 request to
+//! the upstream unchanged, bodies streamed, on the same hyper 1 server and client and the same
+//! single-threaded tokio runtime as `modelgate serve`, and nothing else: no routing, no
+//! credential, no classification, no audit. Each client connection gets its own keep-alive
+//! upstream connection, opened on its first request, so there is no pool either. What it costs
+//! per request is what any gateway built on this stack pays before doing any work of its own
+//! (BENCHMARKS.md section 1.1). `--spin-us N` burns N µs of CPU per request
 //! before forwarding it, standing in for a gateway's own work: it shows what the rest of the
 //! stack (the kernel's side of the relay) costs at that gateway's request rate. `--touch-kib K`
 //! writes K KiB per request, round-robin through a 64 MiB buffer, standing in for a gateway's

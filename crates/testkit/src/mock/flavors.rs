@@ -47,8 +47,8 @@ pub(crate) struct Ctx<'a> {
     force_whole: bool,
     id: u64,
     created: u64,
-    /// `x-mock-say`: the answer's text, streamed in 3-character tokens, or cut at each `|` when it has one (so that values are split
-    /// across events), instead of the canned words.
+    /// `x-mock-say`: the answer's text, streamed in 3-character tokens, or cut at each `|` when it
+    /// has one (so that values are split across events), instead of the canned words.
     say: Option<String>,
 }
 
@@ -113,12 +113,12 @@ impl<'a> Ctx<'a> {
         };
         if let Some(say) = &self.say {
             // `|` marks the token boundaries exactly (`Hello, |how |are you`).
-            if say.contains('|') {
-                let toks = say.split('|').map(|t| std::borrow::Cow::Owned(t.to_owned())).collect();
-                return Gen { toks, length: false, prompt: prompt_tokens(&self.json) };
-            }
-            let chars: Vec<char> = say.chars().collect();
-            let toks = chars.chunks(3).map(|c| std::borrow::Cow::Owned(c.iter().collect::<String>())).collect();
+            let toks = if say.contains('|') {
+                say.split('|').map(|t| std::borrow::Cow::Owned(t.to_owned())).collect()
+            } else {
+                let chars: Vec<char> = say.chars().collect();
+                chars.chunks(3).map(|c| std::borrow::Cow::Owned(c.iter().collect::<String>())).collect()
+            };
             return Gen { toks, length: false, prompt: prompt_tokens(&self.json) };
         }
         let toks = (0..n).map(|i| std::borrow::Cow::Borrowed(WORDS[i % WORDS.len()])).collect();
